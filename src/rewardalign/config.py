@@ -1,0 +1,98 @@
+"""YAML configs with command-line overrides of any field.
+
+``rewardalign align --config align.yaml --learning_rate 1e-5 --objective_args.beta 0.2``: every ``--key value``
+after the known arguments sets ``key`` (dots reach into nested mappings); values are read as YAML scalars,
+so ``1e-5`` is a float, ``true`` a bool and ``[1, 2]`` a list. A flag with no value is ``true``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message says what to change."""
+
+
+def load_yaml(path: str | Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of fields, got {type(data).__name__}")
+    return data
+
+
+def _scalar(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def parse_overrides(argv: list[str]) -> dict[str, Any]:
+    """``["--a.b", "1", "--c=x", "--flag"]`` -> ``{"a.b": 1, "c": "x", "flag": True}``."""
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if not token.startswith("--") or len(token) == 2:
+            raise ConfigError(f"unexpected argument {token!r}: overrides are written --field value")
+        key = token[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+            out[key] = _scalar(value)
+            i += 1
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            out[key] = _scalar(argv[i + 1])
+            i += 2
+        else:
+            out[key] = True
+            i += 1
+    return out
+
+
+def apply_overrides(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set each dotted key of ``overrides`` in a deep copy of ``config``."""
+    out = yaml.safe_load(yaml.safe_dump(config)) if config else {}
+    for dotted, value in overrides.items():
+        node = out
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            if not isinstance(node.setdefault(part, {}), dict):
+                raise ConfigError(f"--{dotted}: '{part}' is not a mapping in the config")
+            node = node[part]
+        node[leaf.replace("-", "_")] = value
+    return out
+
+
+def resolve(path: str | Path | None, argv: list[str]) -> dict[str, Any]:
+    """The config file's mapping with the command line's overrides applied."""
+    return apply_overrides(load_yaml(path), parse_overrides(argv))
+
+
+def from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
+    """Build dataclass ``cls`` from ``data``; an unknown field is an error that lists the known ones."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown {what} field(s) {unknown}; known fields: {sorted(names)}")
+    try:
+        return cls(**data)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"bad {what} config: {err}") from err
+
+
+def split_known(data: dict[str, Any], cls: type) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split ``data`` into the fields of dataclass ``cls`` and the rest."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}, {k: v for k, v in data.items() if k not in names}
