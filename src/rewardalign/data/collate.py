@@ -17,6 +17,8 @@ from .schema import DataError
 from .tokenize import TokenizedGroup
 
 FEEDBACK_FIELDS = ("rewards", "scores", "labels")
+# "labels" means token targets to transformers.Trainer; the binary feedback travels under another key.
+BATCH_KEYS = {"labels": "binary_labels"}
 EXTRA_GROUP_FIELDS = ("ref_logps",)  # [K] per group -> [B, K]
 EXTRA_SCALAR_FIELDS = ("prompt_ref_logps",)  # scalar per group -> [B]
 
@@ -58,7 +60,7 @@ def collate_groups(groups: Sequence[TokenizedGroup], pad_token_id: int) -> dict[
     input_ids, attention_mask [N, T]; response_mask [N, T] (True where the token is a response token, i.e. a
     prediction target); prompt_lengths [N]; seq_group, seq_slot [N]; first_seq [B] (each group's first
     sequence, whose prompt part gives the prompt log-probs); mask [B, K]; rewards / scores / labels [B, K]
-    and reward_members [M, B, K] where the groups have them; precomputed ref_logps [B, K] and
+    (``binary_labels``) and reward_members [M, B, K] where the groups have them; precomputed ref_logps [B, K] and
     prompt_ref_logps [B] where every group carries them.
     """
     if not groups:
@@ -98,7 +100,7 @@ def collate_groups(groups: Sequence[TokenizedGroup], pad_token_id: int) -> dict[
     for name in FEEDBACK_FIELDS:
         value = _feedback(groups, name, k_max)
         if value is not None:
-            batch[name] = value
+            batch[BATCH_KEYS.get(name, name)] = value
     members = [g.reward_members for g in groups]
     if any(m is not None for m in members):
         if any(m is None for m in members) or len({len(m) for m in members}) != 1:

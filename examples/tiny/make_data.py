@@ -1,0 +1,53 @@
+"""Writes the tiny example's data files (run once; the outputs are committed).
+
+A toy task: "add A and B =" answered by a number. Reward = -|answer - (A + B)|, score = exp(-|error| / 3)
+in [0, 1], label = 1 for the exact answer; two noisy reward "members" stand in for an ensemble.
+
+    python examples/tiny/make_data.py
+"""
+
+import json
+import math
+import random
+from pathlib import Path
+
+OUT = Path(__file__).parent / "data"
+
+
+def prompt_and_answer(rng: random.Random) -> tuple[str, int]:
+    a, b = rng.randint(0, 20), rng.randint(0, 20)
+    return f"add {a} and {b} =", a + b
+
+
+def main() -> None:
+    rng = random.Random(0)
+    OUT.mkdir(exist_ok=True)
+    with (OUT / "sft.jsonl").open("w") as f:
+        for _ in range(400):
+            prompt, answer = prompt_and_answer(rng)
+            guess = answer if rng.random() < 0.6 else answer + rng.choice([-2, -1, 1, 2])
+            f.write(json.dumps({"prompt": prompt, "responses": [f" {guess}"]}) + "\n")
+    with (OUT / "groups.jsonl").open("w") as f:
+        for _ in range(96):
+            prompt, answer = prompt_and_answer(rng)
+            guesses = [answer] + rng.sample([answer + d for d in (-3, -2, -1, 1, 2, 3)], 3)
+            rng.shuffle(guesses)
+            errors = [abs(g - answer) for g in guesses]
+            rewards = [-float(e) for e in errors]
+            f.write(json.dumps({
+                "prompt": prompt,
+                "responses": [f" {g}" for g in guesses],
+                "rewards": rewards,
+                "scores": [round(math.exp(-e / 3), 4) for e in errors],
+                "labels": [int(e == 0) for e in errors],
+                "reward_members": [[round(r + rng.gauss(0, 0.3), 3) for r in rewards] for _ in range(2)],
+            }) + "\n")
+    with (OUT / "pairs.jsonl").open("w") as f:
+        for _ in range(96):
+            prompt, answer = prompt_and_answer(rng)
+            wrong = answer + rng.choice([-3, -2, -1, 1, 2, 3])
+            f.write(json.dumps({"prompt": prompt, "chosen": f" {answer}", "rejected": f" {wrong}"}) + "\n")
+
+
+if __name__ == "__main__":
+    main()

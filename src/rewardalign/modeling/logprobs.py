@@ -1,0 +1,128 @@
+"""Sequence log-probs of a batch of groups, without full-vocabulary float32 logits for the whole batch.
+
+The model runs once over the batch with ``logits_to_keep=1`` (so it builds logits for one position only) and
+returns its final hidden states. Only the positions that predict a target token (response tokens, and for DRO
+the prompt's tokens after the first) are gathered, and the output projection, log-softmax and gather run on
+``chunk_size`` of them at a time. With gradients on, each chunk is checkpointed: its [chunk, V] logits are
+recomputed in the backward pass instead of kept, so peak memory holds one chunk's logits, not the batch's.
+The forward goes through the model's own ``forward`` so DDP / FSDP / PEFT wrappers see it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+@dataclass
+class GroupLogps:
+    """Log-probs laid out for the objectives: [B, K] responses, [B] prompts (None unless asked for)."""
+
+    logps: torch.Tensor
+    n_tokens: torch.Tensor
+    prompt_logps: torch.Tensor | None = None
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The module that owns ``get_output_embeddings`` and ``config`` (through DDP / PEFT wrappers)."""
+    while not hasattr(model, "get_output_embeddings") and hasattr(model, "module"):
+        model = model.module
+    return model
+
+
+def _token_logps(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module, config) -> torch.Tensor:
+    """log p(target) for rows of ``hidden`` [M, H]: head, optional logit scale / soft-cap, log-softmax, gather."""
+    logits = head(hidden).float()
+    scale = getattr(config, "logit_scale", None)
+    if isinstance(scale, (int, float)):
+        logits = logits * scale
+    cap = getattr(config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def chunked_token_logps(
+    hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module, config, chunk_size: int
+) -> torch.Tensor:
+    """Per-token log-probs [M] computed ``chunk_size`` rows at a time (checkpointed under autograd)."""
+    if chunk_size <= 0 or hidden.shape[0] <= chunk_size:
+        chunks = [(hidden, targets)]
+    else:
+        chunks = list(zip(hidden.split(chunk_size), targets.split(chunk_size)))
+    out = []
+    for h, t in chunks:
+        if torch.is_grad_enabled() and h.requires_grad and len(chunks) > 1:
+            out.append(checkpoint(_token_logps, h, t, head, config, use_reentrant=False))
+        else:
+            out.append(_token_logps(h, t, head, config))
+    return torch.cat(out)
+
+
+def batch_logps(
+    model: nn.Module, batch: dict[str, torch.Tensor], chunk_size: int = 1024, with_prompt: bool = False
+) -> GroupLogps:
+    """Summed response log-probs [B, K] and token counts [B, K] for a collated batch of groups.
+
+    With ``with_prompt``, also the log-prob [B] of each group's prompt tokens after the first (DRO's prompt
+    term), read off the group's first sequence. Padded slots of the [B, K] layout hold 0.
+    """
+    input_ids, response_mask = batch["input_ids"], batch["response_mask"]
+    target_mask = response_mask.clone()
+    if with_prompt:
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        first = batch["first_seq"]
+        prompt_mask = (positions[None, :] >= 1) & (positions[None, :] < batch["prompt_lengths"][first, None])
+        target_mask[first] |= prompt_mask
+    out = model(
+        input_ids=input_ids,
+        attention_mask=batch["attention_mask"],
+        output_hidden_states=True,
+        logits_to_keep=1,
+        use_cache=False,
+    )
+    hidden = out.hidden_states[-1]
+    # Position t-1 predicts token t.
+    select = target_mask[:, 1:]
+    inner = _unwrap(model)
+    token_logps = chunked_token_logps(
+        hidden[:, :-1][select], input_ids[:, 1:][select], inner.get_output_embeddings(), inner.config, chunk_size
+    )
+    per_position = torch.zeros(select.shape, dtype=token_logps.dtype, device=token_logps.device)
+    per_position = per_position.masked_scatter(select, token_logps)
+    is_response = response_mask[:, 1:]
+    seq_logps = (per_position * is_response).sum(-1)
+    seq_tokens = is_response.sum(-1)
+
+    b, k = batch["mask"].shape
+    logps = torch.zeros(b, k, dtype=seq_logps.dtype, device=seq_logps.device)
+    logps = logps.index_put((batch["seq_group"], batch["seq_slot"]), seq_logps)
+    n_tokens = torch.zeros(b, k, dtype=seq_logps.dtype, device=seq_logps.device)
+    n_tokens = n_tokens.index_put((batch["seq_group"], batch["seq_slot"]), seq_tokens.to(seq_logps.dtype))
+    prompt_logps = None
+    if with_prompt:
+        first = batch["first_seq"]
+        prompt_logps = (per_position[first] * ~is_response[first]).sum(-1)
+    return GroupLogps(logps=logps, n_tokens=n_tokens, prompt_logps=prompt_logps)
+
+
+def plain_batch_logps(model: nn.Module, batch: dict[str, torch.Tensor], with_prompt: bool = False) -> GroupLogps:
+    """The straightforward computation (full logits, log-softmax over the whole batch): the reference that
+    :func:`batch_logps` is tested against."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+    logp = logits[:, :-1].log_softmax(-1).gather(-1, batch["input_ids"][:, 1:, None]).squeeze(-1)
+    is_response = batch["response_mask"][:, 1:]
+    seq = (logp * is_response).sum(-1)
+    b, k = batch["mask"].shape
+    logps = torch.zeros(b, k).index_put((batch["seq_group"], batch["seq_slot"]), seq)
+    n_tokens = torch.zeros(b, k).index_put((batch["seq_group"], batch["seq_slot"]), is_response.sum(-1).float())
+    prompt_logps = None
+    if with_prompt:
+        first = batch["first_seq"]
+        positions = torch.arange(1, batch["input_ids"].shape[1])
+        in_prompt = positions[None, :] < batch["prompt_lengths"][first, None]
+        prompt_logps = (logp[first] * in_prompt).sum(-1)
+    return GroupLogps(logps=logps, n_tokens=n_tokens, prompt_logps=prompt_logps)

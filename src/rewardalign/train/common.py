@@ -1,0 +1,118 @@
+"""What the training commands share: training arguments from a flat config, model loading, the run folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from transformers import AutoModelForCausalLM, TrainerCallback, TrainingArguments
+
+from ..config import ConfigError
+
+TRAINING_FIELDS = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+
+# Our defaults where transformers' differ: nothing reported unless asked, our batches are not dicts of model
+# inputs, and log every few steps so tiny runs have curves.
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "report_to": "none",
+    "remove_unused_columns": False,
+    "label_names": [],
+    "logging_steps": 5,
+    "save_strategy": "no",
+    "per_device_train_batch_size": 4,
+    "per_device_eval_batch_size": 8,
+    "learning_rate": 5e-6,
+}
+
+
+def training_arguments(fields: dict[str, Any], what: str) -> TrainingArguments:
+    """``TrainingArguments`` from the config's remaining fields; an unknown field is a ConfigError."""
+    unknown = sorted(set(fields) - TRAINING_FIELDS)
+    if unknown:
+        raise ConfigError(
+            f"unknown {what} field(s) {unknown}: neither a {what} field nor a transformers TrainingArguments field"
+        )
+    if "output_dir" not in fields:
+        raise ConfigError(f"{what} needs an output_dir (--output_dir runs/NAME)")
+    values = TRAINING_DEFAULTS | fields
+    if not torch.cuda.is_available():
+        values.setdefault("use_cpu", True)
+    try:
+        return TrainingArguments(**values)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"bad training arguments: {err}") from err
+
+
+def check_model_path(path: str | None, what: str = "model") -> None:
+    """Fail before any loading when a local model path is missing (hub names are left to transformers)."""
+    if not path:
+        raise ConfigError(f"no {what} given: set `{what}: PATH` in the config or pass --{what} PATH")
+    p = Path(path)
+    looks_local = p.is_absolute() or path.startswith(".") or p.exists() or path.count("/") != 1
+    if looks_local and not (p / "config.json").is_file():
+        raise ConfigError(f"{what} path '{path}' is not a model directory (no config.json there); "
+                          f"train one with `rewardalign sft` or point --{what} at a save_pretrained directory")
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_causal_lm(path: str, dtype: str = "float32", trust_remote_code: bool = False) -> torch.nn.Module:
+    if dtype not in DTYPES:
+        raise ConfigError(f"torch_dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    return AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
+
+
+def apply_lora(model: torch.nn.Module, lora: dict[str, Any]) -> torch.nn.Module:
+    """Wrap ``model`` with LoRA adapters (``peft``); ``lora`` holds ``peft.LoraConfig`` fields."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as err:
+        raise ConfigError("lora needs peft: pip install 'rewardalign[peft]'") from err
+    options = {"r": 8, "lora_alpha": 16, "target_modules": "all-linear", "task_type": "CAUSAL_LM"} | lora
+    return get_peft_model(model, LoraConfig(**options))
+
+
+class JsonlMetrics(TrainerCallback):
+    """Appends every log of the trainer to ``metrics.jsonl`` in the run folder."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            with self.path.open("a") as f:
+                f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+
+def write_run_files(output_dir: str | Path, config: dict[str, Any], summary: dict[str, Any]) -> None:
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+
+
+def print_summary(title: str, summary: dict[str, Any]) -> None:
+    print(f"\n== {title} ==")
+    for key, value in summary.items():
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        elif isinstance(value, dict):
+            value = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
+        print(f"{key:>22}: {value}")
+
+
+class Timer:
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start

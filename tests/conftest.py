@@ -1,0 +1,23 @@
+"""Shared fixtures: a tiny tokenizer and causal LM built in-process (no download)."""
+
+import pytest
+import torch
+
+from rewardalign.modeling.tiny import build_tiny_model, build_tiny_tokenizer
+
+CORPUS = [
+    "add 3 and 4 = 7. add 12 and 9 = 21. Answer: 7 and 8 ok.",
+    "The quick brown fox jumps over the lazy dog. hello world, what is the answer?",
+    "sort: d a c b -> a b c d. the answer is yes. no, it is not.",
+] * 20
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return build_tiny_tokenizer(CORPUS, vocab_size=300)
+
+
+@pytest.fixture()
+def model(tokenizer):
+    torch.manual_seed(0)
+    return build_tiny_model(tokenizer, hidden_size=32, num_layers=2, num_heads=4).float()
