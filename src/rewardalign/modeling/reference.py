@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -130,9 +131,13 @@ def precompute_reference(
     prompt_ref = torch.cat(prompts) if prompts else None
     _assign(groups, ref, prompt_ref)
     if cache_file is not None:
-        Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
+        cache_file = Path(cache_file)
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
         tensors = {"ref_logps": ref} | ({"prompt_ref_logps": prompt_ref} if prompt_ref is not None else {})
-        save_file(tensors, str(cache_file))
+        # Write then rename: processes of one multi-process run may write the same entry at once.
+        partial = cache_file.with_suffix(f".{os.getpid()}.partial")
+        save_file(tensors, str(partial))
+        os.replace(partial, cache_file)
     return False
 
 

@@ -82,9 +82,9 @@ def check_objective(name: str, args: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(str(err)) from err
 
 
-def check_data_fits(objective: str, groups: list[Group], source: str) -> None:
+def check_data_fits(objective: str, hparams: dict[str, Any], groups: list[Group], source: str) -> None:
     """The data must carry what the objective needs; the error names the first group that lacks it."""
-    needs = get_objective(objective).needs
+    needs = get_objective(objective).requirements(hparams)
     wanted = [("rewards", needs.rewards and not needs.ensemble), ("reward_members", needs.ensemble),
               ("scores", needs.scores), ("labels", needs.labels)]
     for name, needed in wanted:
@@ -118,8 +118,9 @@ def split_eval(groups: list[Group], fraction: float, seed: int) -> tuple[list[Gr
     return [g for i, g in enumerate(groups) if i not in held], [g for i, g in enumerate(groups) if i in held]
 
 
-def run_align(raw: dict[str, Any]) -> dict[str, Any]:
-    """Run ``align`` from a resolved config mapping; returns the summary."""
+def run_align(raw: dict[str, Any], callbacks: list | None = None) -> dict[str, Any]:
+    """Run ``align`` from a resolved config mapping; returns the summary. ``callbacks`` are added to the
+    trainer's (``transformers.TrainerCallback``)."""
     timer = Timer()
     known, rest = split_known(raw, AlignConfig)
     cfg = from_dict(AlignConfig, known, "align")
@@ -130,7 +131,7 @@ def run_align(raw: dict[str, Any]) -> dict[str, Any]:
     check_model_path(cfg.model)
     if not cfg.data:
         raise ConfigError("no data given: set `data: PATH` in the config or pass --data PATH")
-    needs = get_objective(cfg.objective).needs
+    needs = get_objective(cfg.objective).requirements(objective_args)
 
     drops = DropReport()
     load_opts = dict(format=cfg.format, split=cfg.split, on_error=cfg.on_error, **cfg.format_options)
@@ -141,9 +142,9 @@ def run_align(raw: dict[str, Any]) -> dict[str, Any]:
         drops.extend(dropped)
     else:
         groups, eval_groups = split_eval(groups, cfg.eval_fraction, args.seed)
-    check_data_fits(cfg.objective, groups, cfg.data)
+    check_data_fits(cfg.objective, objective_args, groups, cfg.data)
     if eval_groups:
-        check_data_fits(cfg.objective, eval_groups, cfg.eval_data or cfg.data)
+        check_data_fits(cfg.objective, objective_args, eval_groups, cfg.eval_data or cfg.data)
 
     set_seed(args.seed)
     tokenizer = load_tokenizer(cfg.model)
@@ -192,7 +193,7 @@ def run_align(raw: dict[str, Any]) -> dict[str, Any]:
         logprob_chunk_size=cfg.logprob_chunk_size,
         group_by_length=cfg.group_by_length,
         dropout=cfg.dropout,
-        callbacks=[JsonlMetrics(Path(args.output_dir) / "metrics.jsonl")],
+        callbacks=[JsonlMetrics(Path(args.output_dir) / "metrics.jsonl"), *(callbacks or [])],
     )
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     final_eval = trainer.evaluate() if eval_tok else {}

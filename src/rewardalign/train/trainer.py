@@ -77,6 +77,7 @@ class AlignTrainer(Trainer):
         self.objective_name = objective
         self.objective = get_objective(objective)
         self.objective_args = validate_hparams(objective, objective_args or {})
+        self.needs = self.objective.requirements(self.objective_args)
         self.reference = reference
         self.logprob_chunk_size = logprob_chunk_size
         self.group_by_length = group_by_length
@@ -106,7 +107,7 @@ class AlignTrainer(Trainer):
 
     def objective_inputs(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveInputs:
         """Policy (and reference) log-probs of the batch, laid out [B, K] with its feedback."""
-        needs = self.objective.needs
+        needs = self.needs
         policy = batch_logps(model, batch, self.logprob_chunk_size, with_prompt=needs.prompt_logps)
         ref: GroupLogps | None = None
         if needs.reference:

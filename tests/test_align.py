@@ -1,0 +1,161 @@
+"""The training engine end to end on the tiny example: align runs, reference modes, resume, configs."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+from rewardalign.config import ConfigError
+from rewardalign.data.schema import DataError
+from rewardalign.modeling.tiny import save_tiny
+from rewardalign.objectives import OBJECTIVES
+from rewardalign.train import align_command
+from rewardalign.train.align_command import run_align
+
+ROOT = Path(__file__).resolve().parents[1]
+GROUPS = str(ROOT / "examples/tiny/data/groups.jsonl")
+PAIRS = str(ROOT / "examples/tiny/data/pairs.jsonl")
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    texts = [json.loads(line)["prompt"] + " 12 34 5 6 7 8 9 0" for line in open(GROUPS)]
+    return str(save_tiny(texts, tmp_path_factory.mktemp("tiny") / "model", vocab_size=128, hidden_size=32,
+                         num_layers=1, num_heads=2))
+
+
+def config(model_dir, tmp_path, **overrides):
+    base = {
+        "model": model_dir, "data": GROUPS, "format": "group", "objective": "dpo", "max_length": 24,
+        "output_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"), "max_steps": 2,
+        "per_device_train_batch_size": 4, "learning_rate": 1e-3, "logging_steps": 1, "seed": 0,
+        "disable_tqdm": True,
+    }
+    return base | overrides
+
+
+def logged(run_dir):
+    return [json.loads(line) for line in open(Path(run_dir) / "metrics.jsonl")]
+
+
+def test_align_writes_model_config_metrics_and_summary(tiny_model_dir, tmp_path):
+    summary = run_align(config(tiny_model_dir, tmp_path, eval_fraction=0.25, eval_strategy="steps", eval_steps=2))
+    run = tmp_path / "run"
+    assert (run / "config.json").is_file() and (run / "model.safetensors").is_file()
+    assert (run / "config.yaml").is_file() and json.loads((run / "summary.json").read_text())["steps"] == 2
+    rows = logged(run)
+    first = rows[0]
+    for name in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
+                 "logps/chosen", "logps/rejected"):
+        assert name in first, name
+    assert any("eval_ranking_accuracy" in r for r in rows)
+    assert 0.0 <= summary["final_eval"]["eval_ranking_accuracy"] <= 1.0
+    assert summary["train_groups"] == 72 and summary["eval_groups"] == 24
+    assert summary["response_tokens"] > 0
+
+
+def test_reference_cache_hit_on_second_run_and_recompute_on_change(tiny_model_dir, tmp_path):
+    first = run_align(config(tiny_model_dir, tmp_path, max_steps=1))
+    again = run_align(config(tiny_model_dir, tmp_path, max_steps=1))
+    changed = run_align(config(tiny_model_dir, tmp_path, max_steps=1, max_length=20))
+    assert (first["reference_cache_hit"], again["reference_cache_hit"], changed["reference_cache_hit"]) == (
+        False, True, False)
+    assert len(list((tmp_path / "cache" / "reference").glob("*.safetensors"))) == 2
+
+
+@pytest.mark.parametrize("objective", ["dpo", "dro"])
+def test_precomputed_and_live_reference_give_the_same_first_step(tiny_model_dir, tmp_path, objective):
+    pre = run_align(config(tiny_model_dir, tmp_path / "pre", objective=objective, max_steps=1))
+    live = run_align(config(tiny_model_dir, tmp_path / "live", objective=objective, max_steps=1, reference="live"))
+    a, b = logged(tmp_path / "pre" / "run")[0], logged(tmp_path / "live" / "run")[0]
+    assert pre["reference"] == "precompute" and live["reference"] == "live"
+    for key in a:
+        if key.startswith(("loss", "rewards/", "logps/")):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), key
+
+
+class StopAt(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_save = True
+            control.should_training_stop = True
+
+
+def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(tiny_model_dir, tmp_path):
+    common = dict(max_steps=6, save_strategy="steps", save_steps=3, lr_scheduler_type="linear",
+                  per_device_train_batch_size=8)
+    run_align(config(tiny_model_dir, tmp_path / "full", **common))
+    run_align(config(tiny_model_dir, tmp_path / "cut", **common), callbacks=[StopAt(3)])
+    cut = tmp_path / "cut" / "run"
+    assert (cut / "checkpoint-3").is_dir()
+    run_align(config(tiny_model_dir, tmp_path / "cut", **common, resume_from_checkpoint=str(cut / "checkpoint-3")))
+    full = load_file(str(tmp_path / "full" / "run" / "model.safetensors"))
+    resumed = load_file(str(cut / "model.safetensors"))
+    start = load_file(str(Path(tiny_model_dir) / "model.safetensors"))
+    for name, value in full.items():
+        assert torch.allclose(value, resumed[name], atol=1e-6), name
+    assert any(not torch.equal(full[n], start[n]) for n in full)
+
+
+@pytest.mark.parametrize("objective", sorted(OBJECTIVES))
+def test_every_objective_trains_with_finite_decreasing_loss(tiny_model_dir, tmp_path, objective):
+    """One fixed batch of 8 groups (K = 4, rewards, scores, labels and two reward members), 8 steps."""
+    data = tmp_path / "eight.jsonl"
+    data.write_text("".join(open(GROUPS).readlines()[:8]))
+    run_align(config(tiny_model_dir, tmp_path, objective=objective, data=str(data), max_steps=8,
+                     per_device_train_batch_size=8, learning_rate=3e-3))
+    losses = [r["loss"] for r in logged(tmp_path / "run") if "loss" in r]
+    assert len(losses) == 8 and all(math.isfinite(v) for v in losses)
+    assert sum(losses[-2:]) / 2 < losses[0], losses
+
+
+def fail_if_model_loads(*args, **kwargs):
+    raise AssertionError("the model was loaded before the config was checked")
+
+
+@pytest.mark.parametrize(
+    "overrides, error, words",
+    [
+        ({"objective": "dpo2"}, ConfigError, "unknown objective 'dpo2'"),
+        ({"objective_args": {"betta": 0.1}}, ConfigError, "betta"),
+        ({"objective": "dro", "data": PAIRS, "format": "pairs"}, DataError, "needs rewards"),
+        ({"objective": "una_score_mse", "data": PAIRS, "format": "pairs"}, DataError, "needs scores"),
+        ({"objective": "kto", "data": PAIRS, "format": "pairs"}, DataError, "needs labels"),
+        ({"model": "/nonexistent/model"}, ConfigError, "not a model directory"),
+        ({"model": None}, ConfigError, "no model given"),
+        ({"reference": "sometimes"}, ConfigError, "reference must be"),
+        ({"learning_rat": 0.1}, ConfigError, "learning_rat"),
+    ],
+)
+def test_bad_configs_fail_before_any_model_is_loaded(tiny_model_dir, tmp_path, monkeypatch, overrides, error, words):
+    monkeypatch.setattr(align_command, "load_causal_lm", fail_if_model_loads)
+    with pytest.raises(error, match=words):
+        run_align(config(tiny_model_dir, tmp_path, **overrides))
+
+
+def test_accelerate_two_cpu_processes_match_one_process(tiny_model_dir, tmp_path):
+    """The same global batch of 4 groups: 2 processes x 2 groups, or 1 process x 4 groups."""
+    one = config(tiny_model_dir, tmp_path / "one", max_steps=1)
+    run_align(one | {"per_device_train_batch_size": 4})
+    two = config(tiny_model_dir, tmp_path / "two", max_steps=1)
+    args = []
+    for key, value in (two | {"per_device_train_batch_size": 2}).items():
+        args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "rewardalign.cli", "align", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = logged(tmp_path / "one" / "run")[0], logged(tmp_path / "two" / "run")[0]
+    assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
