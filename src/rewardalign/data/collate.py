@@ -59,7 +59,8 @@ def collate_groups(groups: Sequence[TokenizedGroup], pad_token_id: int) -> dict[
 
     input_ids, attention_mask [N, T]; response_mask [N, T] (True where the token is a response token, i.e. a
     prediction target); prompt_lengths [N]; seq_group, seq_slot [N]; first_seq [B] (each group's first
-    sequence, whose prompt part gives the prompt log-probs); mask [B, K]; rewards / scores / labels [B, K]
+    sequence, whose prompt part gives the prompt log-probs); mask [B, K]; group_ids [B] (the groups' data set
+    indices, which seed best_vs_random pairing); rewards / scores / labels [B, K]
     (``binary_labels``) and reward_members [M, B, K] where the groups have them; precomputed ref_logps [B, K] and
     prompt_ref_logps [B] where every group carries them.
     """
@@ -96,6 +97,7 @@ def collate_groups(groups: Sequence[TokenizedGroup], pad_token_id: int) -> dict[
         "seq_slot": torch.tensor(seq_slot),
         "first_seq": torch.tensor(first_seq),
         "mask": mask,
+        "group_ids": torch.tensor([g.index for g in groups]),
     }
     for name in FEEDBACK_FIELDS:
         value = _feedback(groups, name, k_max)

@@ -21,6 +21,9 @@ class ObjectiveInputs:
     prompt_policy_logps: [B] log-prob of the prompt tokens after the first one under the policy (DRO).
     prompt_ref_logps:    [B] the same under the reference.
     kl_logratios:        [B, K] optional log-ratios of mismatched (x, y') pairs for KTO's KL estimate.
+    group_ids:           [B] optional stable integer id of each group (e.g. its dataset row index); the
+                         `best_vs_random` pair construction draws from it, so that a seeded run gives
+                         every prompt the same rejected response whatever the batch order (see `pairs`).
 
     Padded entries may hold any value (even NaN or inf): objectives must not let them reach the loss or
     any gradient.
@@ -36,6 +39,7 @@ class ObjectiveInputs:
     prompt_policy_logps: torch.Tensor | None = None
     prompt_ref_logps: torch.Tensor | None = None
     kl_logratios: torch.Tensor | None = None
+    group_ids: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.policy_logps.dim() != 2:
@@ -53,7 +57,7 @@ class ObjectiveInputs:
                 continue
             shape = tuple(value.shape)
             expected = tuple(self.policy_logps.shape)
-            if f.name.startswith("prompt_"):
+            if f.name.startswith("prompt_") or f.name == "group_ids":
                 ok = shape == expected[:1]
             elif f.name == "rewards":
                 ok = shape == expected or (len(shape) == 3 and shape[1:] == expected)

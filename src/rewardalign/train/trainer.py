@@ -130,6 +130,7 @@ class AlignTrainer(Trainer):
             labels=batch.get("binary_labels"),
             prompt_policy_logps=policy.prompt_logps,
             prompt_ref_logps=None if ref is None else ref.prompt_logps,
+            group_ids=batch.get("group_ids"),
         )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
