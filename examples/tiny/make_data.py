@@ -33,7 +33,7 @@ def main() -> None:
             guesses = [answer] + rng.sample([answer + d for d in (-3, -2, -1, 1, 2, 3)], 3)
             rng.shuffle(guesses)
             errors = [abs(g - answer) for g in guesses]
-            rewards = [-float(e) for e in errors]
+            rewards = [0.0 - e for e in errors]
             f.write(json.dumps({
                 "prompt": prompt,
                 "responses": [f" {g}" for g in guesses],

@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 Message = dict[str, Any]
-Text = Union[str, list[Message]]
+Text = str | list[Message]
 """A text field: a plain string, or a chat message list ``[{"role": ..., "content": ...}, ...]``."""
 
 
