@@ -1,7 +1,7 @@
 import pytest
 
 from rewardalign.data.schema import DropReport, Group
-from rewardalign.data.tokenize import TokenizeConfig, tokenize_group, tokenize_groups, TokenizeStats
+from rewardalign.data.tokenize import TokenizeConfig, TokenizeStats, tokenize_group, tokenize_groups
 
 
 def test_plain_text_prompt_then_response_then_eos(tokenizer):

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import os
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 

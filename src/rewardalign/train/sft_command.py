@@ -18,7 +18,7 @@ import torch
 from transformers import Trainer, set_seed
 
 from ..config import ConfigError, from_dict, resolve, split_known
-from ..data import DropReport, Group, load_groups
+from ..data import Group, load_groups
 from ..data.collate import GroupCollator, GroupDataset
 from ..data.tokenize import TokenizeConfig, render, tokenize_groups
 from ..modeling.logprobs import batch_logps
