@@ -99,6 +99,8 @@ def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(tiny_model_d
     cut = tmp_path / "cut" / "run"
     assert (cut / "checkpoint-3").is_dir()
     run_align(config(tiny_model_dir, tmp_path / "cut", **common, resume_from_checkpoint=str(cut / "checkpoint-3")))
+    steps = [r["step"] for r in logged(cut) if "loss" in r]
+    assert steps == [1, 2, 3, 4, 5, 6]  # the resumed run keeps the interrupted run's first three logs
     full = load_file(str(tmp_path / "full" / "run" / "model.safetensors"))
     resumed = load_file(str(cut / "model.safetensors"))
     start = load_file(str(Path(tiny_model_dir) / "model.safetensors"))
@@ -144,18 +146,23 @@ def test_bad_configs_fail_before_any_model_is_loaded(tiny_model_dir, tmp_path, m
 
 
 def test_accelerate_two_cpu_processes_match_one_process(tiny_model_dir, tmp_path):
-    """The same global batch of 4 groups: 2 processes x 2 groups, or 1 process x 4 groups."""
-    one = config(tiny_model_dir, tmp_path / "one", max_steps=1)
+    """The same global batch of 4 groups: 2 processes x 2 groups, or 1 process x 4 groups.
+
+    accelerate 1.x's ``--cpu`` launcher starts a single process whatever ``--num_processes`` says; its
+    ``--multi_gpu`` launcher (torchrun underneath) starts real processes on CPU with the gloo backend."""
+    # dro: the first-step loss depends on the batch's rewards (dpo's is log 2 for any batch at step 1)
+    one = config(tiny_model_dir, tmp_path / "one", max_steps=1, objective="dro")
     run_align(one | {"per_device_train_batch_size": 4})
-    two = config(tiny_model_dir, tmp_path / "two", max_steps=1)
+    two = config(tiny_model_dir, tmp_path / "two", max_steps=1, objective="dro")
     args = []
     for key, value in (two | {"per_device_train_batch_size": 2}).items():
         args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "-m", "rewardalign.cli", "align", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "two" / "run" / "summary.json").read_text())["processes"] == 2
     a, b = logged(tmp_path / "one" / "run")[0], logged(tmp_path / "two" / "run")[0]
     assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)

@@ -18,6 +18,10 @@ from .data.schema import DataError
 COMMANDS: dict[str, tuple[str, str]] = {
     "sft": ("rewardalign.train.sft_command", "supervised fine-tuning on prompt/response demonstrations"),
     "align": ("rewardalign.train.align_command", "offline alignment with any objective of the registry"),
+    "evaluate": ("rewardalign.evaluate.command", "sample a model on prompts: judge reward, KL, win rate, drift"),
+    "compare": ("rewardalign.evaluate.report", "several run folders as one table, plots and JSON"),
+    "train-rm": ("rewardalign.rewards.train_command", "train a reward model (bt, oracle or ensemble) on preference pairs"),
+    "annotate": ("rewardalign.rewards.annotate_command", "score every response with a reward source (cached)"),
 }
 DATA_COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("rewardalign.data.inspect", "statistics and rejected rows of a data set, before training"),

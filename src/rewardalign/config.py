@@ -7,13 +7,38 @@ so ``1e-5`` is a float, ``true`` a bool and ``[1, 2]`` a list. A flag with no va
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
 T = TypeVar("T")
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as users mean it in configs: only true/false are booleans (``eval_strategy: no`` stays the
+    string "no", not YAML 1.1's False), and ``1e-5`` is a float (YAML 1.1 wants ``1.0e-5``)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml_text(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
 
 
 class ConfigError(ValueError):
@@ -26,7 +51,7 @@ def load_yaml(path: str | Path | None) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = load_yaml_text(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of fields, got {type(data).__name__}")
     return data
@@ -34,7 +59,7 @@ def load_yaml(path: str | Path | None) -> dict[str, Any]:
 
 def _scalar(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return load_yaml_text(text)
     except yaml.YAMLError:
         return text
 
@@ -63,7 +88,7 @@ def parse_overrides(argv: list[str]) -> dict[str, Any]:
 
 def apply_overrides(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Set each dotted key of ``overrides`` in a deep copy of ``config``."""
-    out = yaml.safe_load(yaml.safe_dump(config)) if config else {}
+    out = copy.deepcopy(config)
     for dotted, value in overrides.items():
         node = out
         *parents, leaf = dotted.split(".")

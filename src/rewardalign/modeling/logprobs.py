@@ -6,6 +6,14 @@ the prompt's tokens after the first) are gathered, and the output projection, lo
 ``chunk_size`` of them at a time. With gradients on, each chunk is checkpointed: its [chunk, V] logits are
 recomputed in the backward pass instead of kept, so peak memory holds one chunk's logits, not the batch's.
 The forward goes through the model's own ``forward`` so DDP / FSDP / PEFT wrappers see it.
+
+A chunk holds at most ``chunk_size`` rows and at most :data:`LOGITS_CHUNK_BYTES` of float32 logits (64 MiB on
+CPU), so a large vocabulary (150k) gets proportionally fewer rows per chunk and the peak stays bounded.
+
+Batches of every layout of :mod:`rewardalign.data.collate` are accepted: ``plain`` (one padded row per
+sequence), and the segment layouts (``shared_prompt``, ``packed``, ``packed_shared_prompt``), whose 4D block
+mask is built here from ``segment_ids`` / ``branch_ids`` in the form the model's attention implementation
+takes (boolean for sdpa, additive for eager, none for flash-attention, which reads ``position_ids``).
 """
 
 from __future__ import annotations
@@ -15,6 +23,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+from ..data.collate import FLASH_ATTENTION, block_attention_mask
+
+LOGITS_CHUNK_BYTES = {"cpu": 64 * 2**20, "default": 1024 * 2**20}
+"""Upper bound on one chunk's float32 logits (rows x vocabulary x 4 bytes) by device type; ``chunk_size`` bounds
+the rows. Small on CPU, where memory is what runs out; large on accelerators, where each chunk re-reads the
+output projection's weights and too small a chunk is bound by memory bandwidth."""
 
 
 @dataclass
@@ -48,7 +63,12 @@ def _token_logps(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module, c
 def chunked_token_logps(
     hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module, config, chunk_size: int
 ) -> torch.Tensor:
-    """Per-token log-probs [M] computed ``chunk_size`` rows at a time (checkpointed under autograd)."""
+    """Per-token log-probs [M] computed ``chunk_size`` rows at a time (checkpointed under autograd); ``chunk_size``
+    <= 0 means one chunk. Rows are further capped so one chunk's logits stay within :data:`LOGITS_CHUNK_BYTES`."""
+    if chunk_size > 0:
+        vocab = getattr(head, "out_features", None) or head.weight.shape[0]
+        budget = LOGITS_CHUNK_BYTES.get(hidden.device.type, LOGITS_CHUNK_BYTES["default"])
+        chunk_size = max(1, min(chunk_size, budget // (4 * vocab)))
     if chunk_size <= 0 or hidden.shape[0] <= chunk_size:
         chunks = [(hidden, targets)]
     else:
@@ -68,8 +88,11 @@ def batch_logps(
     """Summed response log-probs [B, K] and token counts [B, K] for a collated batch of groups.
 
     With ``with_prompt``, also the log-prob [B] of each group's prompt tokens after the first (DRO's prompt
-    term), read off the group's first sequence. Padded slots of the [B, K] layout hold 0.
+    term), read off the group's first sequence. Padded slots of the [B, K] layout hold 0. ``batch`` is in any
+    layout of :func:`rewardalign.data.collate.collate_groups`.
     """
+    if "segment_ids" in batch:
+        return _segment_batch_logps(model, batch, chunk_size, with_prompt)
     input_ids, response_mask = batch["input_ids"], batch["response_mask"]
     target_mask = response_mask.clone()
     if with_prompt:
@@ -109,9 +132,67 @@ def batch_logps(
     return GroupLogps(logps=logps, n_tokens=n_tokens, prompt_logps=prompt_logps)
 
 
+def segment_attention_mask(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """The 4D attention mask of a segment-layout batch in the form ``model``'s attention implementation takes:
+    boolean (sdpa), additive float (eager and others that add the mask to the scores), or None for
+    flash-attention, whose varlen kernel finds the packed sequences from ``position_ids`` (one row, no
+    shared-prompt branches)."""
+    inner = _unwrap(model)
+    impl = getattr(inner.config, "_attn_implementation", None) or "sdpa"
+    if impl in FLASH_ATTENTION:
+        if batch["input_ids"].shape[0] != 1 or bool((batch["branch_ids"] != 0).any()):
+            raise ValueError(f"{impl} takes the packed layout in one row only (GroupCollator with "
+                             f"attn_implementation={impl!r}); shared-prompt layouts need sdpa or eager")
+        return None
+    allowed = block_attention_mask(batch["segment_ids"], batch["branch_ids"])
+    if impl == "sdpa":
+        return allowed
+    dtype = next(inner.parameters()).dtype
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+        ~allowed, torch.finfo(dtype).min)
+
+
+def _segment_batch_logps(
+    model: nn.Module, batch: dict[str, torch.Tensor], chunk_size: int, with_prompt: bool
+) -> GroupLogps:
+    """:func:`batch_logps` for the segment layouts: targets are listed by (row, predicting position, id)."""
+    out = model(
+        input_ids=batch["input_ids"],
+        attention_mask=segment_attention_mask(model, batch),
+        position_ids=batch["position_ids"],
+        output_hidden_states=True,
+        logits_to_keep=1,
+        use_cache=False,
+    )
+    hidden = out.hidden_states[-1]
+    rows, src, ids = batch["target_row"], batch["target_src"], batch["target_ids"]
+    n_resp = rows.shape[0]
+    if with_prompt:
+        rows = torch.cat([rows, batch["prompt_target_row"]])
+        src = torch.cat([src, batch["prompt_target_src"]])
+        ids = torch.cat([ids, batch["prompt_target_ids"]])
+    inner = _unwrap(model)
+    token_logps = chunked_token_logps(hidden[rows, src], ids, inner.get_output_embeddings(), inner.config,
+                                      chunk_size)
+    n_seq = batch["seq_group"].shape[0]
+    seq = batch["target_seq"]
+    seq_logps = token_logps.new_zeros(n_seq).index_add(0, seq, token_logps[:n_resp])
+    seq_tokens = torch.zeros(n_seq, dtype=token_logps.dtype, device=seq.device).index_add(
+        0, seq, torch.ones_like(seq, dtype=token_logps.dtype))
+
+    b, k = batch["mask"].shape
+    where = (batch["seq_group"], batch["seq_slot"])
+    logps = token_logps.new_zeros(b, k).index_put(where, seq_logps)
+    n_tokens = token_logps.new_zeros(b, k).index_put(where, seq_tokens)
+    prompt_logps = None
+    if with_prompt:
+        prompt_logps = token_logps.new_zeros(b).index_add(0, batch["prompt_target_group"], token_logps[n_resp:])
+    return GroupLogps(logps=logps, n_tokens=n_tokens, prompt_logps=prompt_logps)
+
+
 def plain_batch_logps(model: nn.Module, batch: dict[str, torch.Tensor], with_prompt: bool = False) -> GroupLogps:
-    """The straightforward computation (full logits, log-softmax over the whole batch): the reference that
-    :func:`batch_logps` is tested against."""
+    """The straightforward computation (full logits, log-softmax over the whole batch) on a ``plain`` batch: the
+    reference that :func:`batch_logps` is tested against in every layout."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
     logp = logits[:, :-1].log_softmax(-1).gather(-1, batch["input_ids"][:, 1:, None]).squeeze(-1)
     is_response = batch["response_mask"][:, 1:]

@@ -66,26 +66,6 @@ class PeftReference:
             inner.train(was_training)
 
 
-def model_fingerprint(path: str | Path) -> str:
-    """A hash of a model directory: its config and, per weight file, the name, size and edges of the content."""
-    path = Path(path)
-    h = hashlib.sha256()
-    if not path.is_dir():
-        h.update(str(path).encode())
-        return h.hexdigest()
-    for f in sorted(path.iterdir()):
-        if f.suffix in (".json", ".safetensors", ".bin", ".model") and f.is_file():
-            h.update(f.name.encode())
-            size = f.stat().st_size
-            h.update(str(size).encode())
-            with f.open("rb") as fh:
-                h.update(fh.read(1 << 20))
-                if size > 2 << 20:
-                    fh.seek(-(1 << 20), 2)
-                    h.update(fh.read())
-    return h.hexdigest()
-
-
 def reference_cache_key(model_id: str, groups: Sequence[TokenizedGroup], settings: dict) -> str:
     """Key of a precomputed reference: model fingerprint, every group's token ids, and the settings."""
     h = hashlib.sha256()

@@ -19,13 +19,13 @@ from transformers import set_seed
 
 from ..config import ConfigError, from_dict, resolve, split_known
 from ..data import DropReport, Group, load_groups
-from ..data.collate import GroupDataset
+from ..data.collate import LAYOUTS, GroupDataset
 from ..data.schema import DataError
 from ..data.tokenize import TokenizeConfig, tokenize_groups
+from ..fingerprint import path_fingerprint
 from ..modeling.reference import (
     LiveReference,
     PeftReference,
-    model_fingerprint,
     precompute_reference,
     reference_cache_key,
 )
@@ -68,6 +68,8 @@ class AlignConfig:
     chat_template: str = "auto"
     logprob_chunk_size: int = 1024
     group_by_length: bool = False
+    layout: str = "plain"
+    pack_length: int | None = None
     dropout: bool = False
     cache_dir: str = ".cache/rewardalign"
     trust_remote_code: bool = False
@@ -126,6 +128,8 @@ def run_align(raw: dict[str, Any], callbacks: list | None = None) -> dict[str, A
     cfg = from_dict(AlignConfig, known, "align")
     args = training_arguments(rest, "align")
     objective_args = check_objective(cfg.objective, cfg.objective_args)
+    if cfg.layout not in LAYOUTS:
+        raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, got {cfg.layout!r}")
     if cfg.reference not in ("precompute", "live"):
         raise ConfigError(f"reference must be 'precompute' or 'live', got {cfg.reference!r}")
     check_model_path(cfg.model)
@@ -160,7 +164,7 @@ def run_align(raw: dict[str, Any], callbacks: list | None = None) -> dict[str, A
     cache_hit = None
     if needs.reference and cfg.reference == "precompute":
         settings = {"dtype": cfg.torch_dtype, "with_prompt": needs.prompt_logps}
-        fingerprint = model_fingerprint(cfg.model)
+        fingerprint = path_fingerprint(cfg.model)
         cache_hit = True
         for part in (train_tok, eval_tok):
             if not part:
@@ -193,6 +197,8 @@ def run_align(raw: dict[str, Any], callbacks: list | None = None) -> dict[str, A
         logprob_chunk_size=cfg.logprob_chunk_size,
         group_by_length=cfg.group_by_length,
         dropout=cfg.dropout,
+        layout=cfg.layout,
+        pack_length=cfg.pack_length,
         callbacks=[JsonlMetrics(Path(args.output_dir) / "metrics.jsonl"), *(callbacks or [])],
     )
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
@@ -202,6 +208,7 @@ def run_align(raw: dict[str, Any], callbacks: list | None = None) -> dict[str, A
     summary = {
         "objective": cfg.objective,
         "steps": trainer.state.global_step,
+        "processes": args.world_size,
         "train_groups": len(train_tok),
         "eval_groups": len(eval_tok),
         "response_tokens": trainer.response_tokens_seen,

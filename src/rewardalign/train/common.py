@@ -79,12 +79,21 @@ def apply_lora(model: torch.nn.Module, lora: dict[str, Any]) -> torch.nn.Module:
 
 
 class JsonlMetrics(TrainerCallback):
-    """Appends every log of the trainer to ``metrics.jsonl`` in the run folder."""
+    """Appends every log of the trainer to ``metrics.jsonl`` in the run folder. A fresh run starts the file
+    anew; a run resumed at step N keeps the lines up to step N."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("")
+        kept = []
+        if state.global_step > 0 and self.path.is_file():
+            kept = [line for line in self.path.read_text().splitlines()
+                    if line and json.loads(line).get("step", 0) <= state.global_step]
+        self.path.write_text("".join(line + "\n" for line in kept))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:

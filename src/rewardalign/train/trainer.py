@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from transformers import Trainer
 
-from ..data.collate import GroupCollator, GroupDataset, LengthGroupedSampler
+from ..data.collate import GroupCollator, GroupDataset, LengthGroupedSampler, row_length
 from ..modeling.logprobs import GroupLogps, batch_logps
 from ..objectives import ObjectiveInputs, compute_objective, get_objective, validate_hparams
 
@@ -57,6 +57,8 @@ class AlignTrainer(Trainer):
 
     ``reference`` is an object with ``logps(policy, batch, with_prompt) -> GroupLogps`` (live copy or PEFT
     base) or None when the batches carry precomputed ``ref_logps`` or the objective is reference-free.
+    ``layout`` / ``pack_length``: the batch layout (:mod:`rewardalign.data.collate`: plain, shared_prompt,
+    packed, packed_shared_prompt); every layout gives the same log-probs.
     """
 
     def __init__(
@@ -73,6 +75,8 @@ class AlignTrainer(Trainer):
         group_by_length: bool = False,
         dropout: bool = False,
         callbacks: list | None = None,
+        layout: str = "plain",
+        pack_length: int | None = None,
     ):
         self.objective_name = objective
         self.objective = get_objective(objective)
@@ -81,6 +85,7 @@ class AlignTrainer(Trainer):
         self.reference = reference
         self.logprob_chunk_size = logprob_chunk_size
         self.group_by_length = group_by_length
+        self.layout = layout
         if not dropout:
             disable_dropout(model)
         pad_id = getattr(processing_class, "pad_token_id", None)
@@ -89,7 +94,8 @@ class AlignTrainer(Trainer):
         super().__init__(
             model=model,
             args=args,
-            data_collator=GroupCollator(pad_id),
+            data_collator=GroupCollator(pad_id, layout, pack_length,
+                                        getattr(model.config, "_attn_implementation", None)),
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             processing_class=processing_class,
@@ -102,7 +108,8 @@ class AlignTrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if self.group_by_length:
-            return LengthGroupedSampler(dataset.lengths, self.args.per_device_train_batch_size, seed=self.args.seed)
+            lengths = [row_length(g, self.layout) for g in dataset.groups]
+            return LengthGroupedSampler(lengths, self.args.per_device_train_batch_size, seed=self.args.seed)
         return super()._get_train_sampler(dataset)
 
     def objective_inputs(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveInputs:

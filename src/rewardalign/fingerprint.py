@@ -1,0 +1,66 @@
+"""Content fingerprints for the caches (reference log-probs, annotation): model directories, modules, data.
+
+A fingerprint changes when what it names changes, so a cache keyed on it is never stale:
+``content`` hashes every byte (SHA-256); ``stat`` hashes each file's name, size and modification time (fast for
+checkpoints of many GiB, but a copy with new timestamps misses the cache); ``auto`` hashes content up to
+``AUTO_CONTENT_LIMIT`` bytes in all and falls back to ``stat`` beyond.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+AUTO_CONTENT_LIMIT = 2 << 30  # 2 GiB
+MODES = ("auto", "content", "stat")
+_SKIP_DIRS = ("checkpoint-", "runs", "__pycache__", ".git")
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    out = []
+    for f in sorted(path.rglob("*")):
+        rel = f.relative_to(path).parts
+        if any(part.startswith(_SKIP_DIRS) for part in rel[:-1]) or not f.is_file():
+            continue
+        out.append(f)
+    return out
+
+
+def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of one file's bytes."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def path_fingerprint(path: str | Path, mode: str = "auto") -> str:
+    """Fingerprint of a file or a directory tree (``checkpoint-*`` folders and caches left out)."""
+    if mode not in MODES:
+        raise ValueError(f"fingerprint mode must be one of {MODES}, got {mode!r}")
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    files = _files(path)
+    if mode == "auto":
+        mode = "content" if sum(f.stat().st_size for f in files) <= AUTO_CONTENT_LIMIT else "stat"
+    h = hashlib.sha256(mode.encode())
+    for f in files:
+        rel = f.relative_to(path).as_posix() if path.is_dir() else f.name
+        h.update(rel.encode() + b"\0")
+        if mode == "content":
+            h.update(file_digest(f).encode())
+        else:
+            st = f.stat()
+            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def hash_json(value: Any) -> str:
+    """SHA-256 of a JSON-serialisable value (keys sorted)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()

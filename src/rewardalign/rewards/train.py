@@ -1,0 +1,374 @@
+"""Reward-model training on preference pairs: ``bt``, ``oracle`` and ``ensemble``, built on ``transformers.Trainer``.
+
+Data: groups of any K, each reduced to its ordered preference pairs (:mod:`rewardalign.rewards.pairs`). A
+batch is ``per_device_train_batch_size`` pairs, laid out by the group collator as 2 sequences per pair.
+Held-out pairs (``eval_data`` or ``eval_fraction`` of the prompts) give the figures of 000/001 Table 1:
+accuracy (r_w > r_l) and BT loss, logged as ``eval_accuracy`` and ``eval_bt_loss``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import EvalPrediction, Trainer, set_seed
+
+from ..config import ConfigError, from_dict, split_known
+from ..data import DropReport, load_groups
+from ..data.collate import GroupCollator, GroupDataset, collate_groups
+from ..data.tokenize import TokenizedGroup, tokenize_groups
+from ..modeling.tiny import load_tokenizer
+from ..train.common import (
+    JsonlMetrics,
+    Timer,
+    load_causal_lm,
+    training_arguments,
+    write_run_files,
+)
+from .config import RewardModelConfig
+from .losses import reward_model_loss
+from .models import RewardModel, write_ensemble_config
+from .pairs import PairStats, bootstrap, build_pairs, split_by_prompt
+
+
+def disable_dropout(model: nn.Module) -> None:
+    """Set every dropout probability of ``model`` to 0 (reward models train without dropout, as TRL's do)."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+        for attr in ("attention_dropout", "dropout", "hidden_dropout"):
+            if isinstance(getattr(module, attr, None), float):
+                setattr(module, attr, 0.0)
+
+
+# ---- the trainer ----------------------------------------------------------------------------------------------
+
+
+def pair_rewards(model: nn.Module, batch: dict[str, torch.Tensor], with_nll: bool,
+                 chunk_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(r_w [P], r_l [P], nll_w [P] or None) of a collated batch of pairs (K = 2 groups [w, l])."""
+    is_chosen = batch["seq_slot"] == 0
+    out = model(batch["input_ids"], batch["attention_mask"], response_mask=batch["response_mask"],
+                nll_rows=is_chosen if with_nll else None, chunk_size=chunk_size)
+    b = batch["mask"].shape[0]
+    rewards = torch.zeros(b, 2, dtype=out.rewards.dtype, device=out.rewards.device)
+    rewards = rewards.index_put((batch["seq_group"], batch["seq_slot"]), out.rewards)
+    nll = None
+    if with_nll:
+        # the chosen rows come in group order (the collator writes group b's sequences together)
+        nll = torch.zeros(b, dtype=out.nll.dtype, device=out.nll.device)
+        nll = nll.index_put((batch["seq_group"][is_chosen],), out.nll)
+    return rewards[:, 0], rewards[:, 1], nll
+
+
+def pair_metrics(r_w: np.ndarray, r_l: np.ndarray, nll_w: np.ndarray | None = None) -> dict[str, float]:
+    """Held-out figures from every pair's rewards: accuracy (r_w > r_l, a tie is wrong), BT loss
+    mean(-logsig(r_w - r_l)), mean margin, reward mean and std, and the chosen responses' mean token NLL."""
+    r_w = np.asarray(r_w, dtype=np.float64)
+    r_l = np.asarray(r_l, dtype=np.float64)
+    diff = r_w - r_l
+    out = {
+        "pairs": int(diff.size),
+        "accuracy": float((diff > 0).mean()) if diff.size else math.nan,
+        "bt_loss": float(np.logaddexp(0.0, -diff).mean()) if diff.size else math.nan,
+        "margin": float(diff.mean()) if diff.size else math.nan,
+        "reward_mean": float(np.concatenate([r_w, r_l]).mean()) if diff.size else math.nan,
+        "reward_std": float(np.concatenate([r_w, r_l]).std()) if diff.size else math.nan,
+    }
+    if nll_w is not None and np.isfinite(nll_w).all():
+        out["nll_chosen"] = float(np.mean(nll_w))
+    return out
+
+
+class RewardTrainer(Trainer):
+    """``Trainer`` for a :class:`RewardModel` on batches of preference pairs.
+
+    Loss: :func:`rewardalign.rewards.losses.reward_model_loss` (BT with ``margin`` and ``center_coefficient``;
+    ``oracle_alpha`` > 0 adds the chosen responses' NLL). Evaluation goes through Trainer's loop (so it is
+    gathered across processes): the predictions are (r_w, r_l, nll_w) per pair and ``compute_metrics`` turns
+    them into ``eval_accuracy``, ``eval_bt_loss``, ``eval_margin``, ... Checkpoints are reward-model
+    directories (:meth:`RewardModel.save_pretrained`), and resume loads them back.
+    """
+
+    def __init__(self, model: RewardModel, args: Any, train_dataset: GroupDataset,
+                 eval_dataset: GroupDataset | None = None, processing_class: Any = None, *,
+                 margin: float = 0.0, center_coefficient: float = 0.0, oracle_alpha: float = 0.0,
+                 chunk_size: int = 1024, dropout: bool = False, callbacks: list | None = None):
+        if not dropout:
+            disable_dropout(model)
+        pad_id = getattr(processing_class, "pad_token_id", None)
+        if pad_id is None:
+            pad_id = model.config.pad_token_id or 0
+        self.margin = float(margin)
+        self.center_coefficient = float(center_coefficient)
+        self.oracle_alpha = float(oracle_alpha)
+        self.chunk_size = chunk_size
+        super().__init__(model=model, args=args, data_collator=GroupCollator(pad_id), train_dataset=train_dataset,
+                         eval_dataset=eval_dataset, processing_class=processing_class, callbacks=callbacks,
+                         compute_metrics=self._compute_metrics)
+        self.model_accepts_loss_kwargs = False
+        self._train_metrics: dict[str, list[float]] = defaultdict(list)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        r_w, r_l, nll = pair_rewards(model, inputs, self.oracle_alpha > 0, self.chunk_size)
+        loss, metrics = reward_model_loss(r_w, r_l, margin=self.margin, center_coefficient=self.center_coefficient,
+                                          nll_w=nll, oracle_alpha=self.oracle_alpha)
+        if model.training:
+            for name, value in metrics.items():
+                self._train_metrics[name].append(float(value))
+        if return_outputs:
+            nll_col = nll.detach() if nll is not None else torch.full_like(r_w, math.nan)
+            return loss, torch.stack([r_w.detach(), r_l.detach(), nll_col], dim=-1)
+        return loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss, preds = self.compute_loss(model, inputs, return_outputs=True)
+        # Trainer computes metrics only where labels exist: a dummy "slot 0 is preferred" per pair.
+        labels = torch.zeros(preds.shape[0], dtype=torch.long, device=preds.device)
+        return loss.detach(), preds, labels
+
+    @staticmethod
+    def _compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+        preds = np.asarray(prediction.predictions).reshape(-1, 3)
+        nll = preds[:, 2] if np.isfinite(preds[:, 2]).all() else None
+        return pair_metrics(preds[:, 0], preds[:, 1], nll)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if not any(k.startswith("eval_") for k in logs):
+            for name, values in self._train_metrics.items():
+                if values:
+                    logs[name] = sum(values) / len(values)
+            self._train_metrics.clear()
+        super().log(logs, start_time)
+
+    # Checkpoints in the reward-model format (the wrapper is not a PreTrainedModel).
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            return
+        model = self.accelerator.unwrap_model(self.model)
+        model.save_pretrained(output_dir, tokenizer=self.processing_class)
+        torch.save(self.args, Path(output_dir) / "training_args.bin")
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        target = self.accelerator.unwrap_model(model if model is not None else self.model)
+        loaded = RewardModel.from_pretrained(resume_from_checkpoint, dtype=_dtype_name(target))
+        target.load_state_dict(loaded.state_dict())
+
+    def _load_best_model(self) -> None:
+        if self.state.best_model_checkpoint is not None:
+            self._load_from_checkpoint(self.state.best_model_checkpoint)
+
+
+def _dtype_name(model: nn.Module) -> str:
+    dtype = next(model.lm.parameters()).dtype
+    return {torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(dtype, "float32")
+
+
+# ---- evaluation outside the trainer ---------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def score_pairs(model: nn.Module, pairs: list[TokenizedGroup], pad_token_id: int, batch_size: int = 32,
+                with_nll: bool = False, device: str | torch.device | None = None,
+                chunk_size: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(r_w, r_l, nll_w) of every pair, in order (the model is put in eval mode)."""
+    model.eval()
+    device = device or next(model.parameters()).device
+    r_w, r_l, nll = [], [], []
+    for start in range(0, len(pairs), batch_size):
+        batch = collate_groups(pairs[start: start + batch_size], pad_token_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        w, lo, n = pair_rewards(model, batch, with_nll, chunk_size)
+        r_w.append(w.cpu())
+        r_l.append(lo.cpu())
+        if n is not None:
+            nll.append(n.cpu())
+    return _cat(r_w), _cat(r_l), (_cat(nll) if with_nll else None)
+
+
+def _cat(parts: list[torch.Tensor]) -> np.ndarray:
+    return torch.cat(parts).numpy() if parts else np.zeros(0)
+
+
+def evaluate_pairs(model: nn.Module, pairs: list[TokenizedGroup], pad_token_id: int, batch_size: int = 32,
+                   with_nll: bool = False, device: str | torch.device | None = None) -> dict[str, float]:
+    """:func:`pair_metrics` of ``model`` on ``pairs`` (with the chosen responses' NLL when ``with_nll``)."""
+    r_w, r_l, nll = score_pairs(model, pairs, pad_token_id, batch_size, with_nll, device)
+    return pair_metrics(r_w, r_l, nll)
+
+
+# ---- the command's work -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class PreparedData:
+    train_pairs: list[TokenizedGroup]
+    eval_pairs: list[TokenizedGroup]
+    train_stats: PairStats
+    eval_stats: PairStats
+    tokenize: dict[str, int]
+    drops: DropReport
+
+
+def prepare_pairs(cfg: RewardModelConfig, tokenizer: Any, seed: int) -> PreparedData:
+    """Load, split (by prompt), tokenise and pair the data of ``cfg``."""
+    drops = DropReport()
+    options = dict(format=cfg.format, on_error=cfg.on_error, **cfg.format_options)
+    groups, dropped = load_groups(cfg.data, split=cfg.split, **options)
+    drops.extend(dropped)
+    if cfg.eval_data:
+        eval_groups, dropped = load_groups(cfg.eval_data, split=cfg.eval_split, **options)
+        drops.extend(dropped)
+    else:
+        train_idx, eval_idx = split_by_prompt(groups, float(cfg.eval_fraction), seed)
+        groups, eval_groups = [groups[i] for i in train_idx], [groups[i] for i in eval_idx]
+    tok_cfg = cfg.tokenize_config()
+    train_tok, tok_stats = tokenize_groups(groups, tokenizer, tok_cfg, drops)
+    eval_tok, _ = tokenize_groups(eval_groups, tokenizer, tok_cfg, drops)
+    train_pairs, train_stats = build_pairs(train_tok)
+    eval_pairs, eval_stats = build_pairs(eval_tok)
+    if not train_pairs:
+        raise ConfigError(f"{cfg.data} gives no training pair: reward models need groups with a preference "
+                          f"(K = 2 pairs, or rewards / scores / labels that are not all tied)")
+    return PreparedData(train_pairs, eval_pairs, train_stats, eval_stats, tok_stats.as_dict(), drops)
+
+
+def _train_one(cfg: RewardModelConfig, args: Any, data: PreparedData, train_pairs: list[TokenizedGroup],
+               tokenizer: Any, seed: int, output_dir: Path) -> tuple[dict[str, Any], dict[str, float]]:
+    """Train and save one reward model; returns (training summary, final held-out metrics)."""
+    set_seed(seed)
+    kind = cfg.base_kind
+    lm = load_causal_lm(cfg.model, cfg.torch_dtype, cfg.trust_remote_code)
+    if lm.config.pad_token_id is None:
+        lm.config.pad_token_id = tokenizer.pad_token_id
+    model = RewardModel(lm, kind=kind, head_seed=seed)
+    trainer = RewardTrainer(
+        model=model, args=args, train_dataset=GroupDataset(train_pairs),
+        eval_dataset=GroupDataset(data.eval_pairs) if data.eval_pairs else None, processing_class=tokenizer,
+        margin=cfg.margin, center_coefficient=cfg.center_coefficient,
+        oracle_alpha=cfg.oracle_alpha if kind == "oracle" else 0.0,
+        chunk_size=cfg.logprob_chunk_size, dropout=cfg.dropout,
+        callbacks=[JsonlMetrics(output_dir / "metrics.jsonl")],
+    )
+    result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    final = trainer.evaluate() if data.eval_pairs else {}
+    if trainer.is_world_process_zero():
+        info = {"seed": seed, "base_model": str(cfg.model), "margin": cfg.margin,
+                "center_coefficient": cfg.center_coefficient,
+                "oracle_alpha": cfg.oracle_alpha if kind == "oracle" else 0.0,
+                "max_length": cfg.max_length, "chat_template": cfg.chat_template, "eval": final}
+        model.save_pretrained(output_dir, tokenizer=tokenizer, info=info)
+    trainer.accelerator.wait_for_everyone()  # other processes may read the saved model next
+    summary = {"steps": trainer.state.global_step, "train_loss": result.training_loss,
+               "train_pairs": len(train_pairs)}
+    trainer.accelerator.free_memory()
+    return summary, final
+
+
+def _ensemble_eval(output_dir: Path, members: list[str], data: PreparedData, tokenizer: Any,
+                   batch_size: int, device: Any) -> dict[str, Any]:
+    """Held-out metrics of the ensemble mean reward (and the members' spread)."""
+    columns_w, columns_l = [], []
+    for name in members:
+        model = RewardModel.from_pretrained(output_dir / name, device=device)
+        r_w, r_l, _ = score_pairs(model, data.eval_pairs, tokenizer.pad_token_id, batch_size, device=device)
+        columns_w.append(r_w)
+        columns_l.append(r_l)
+        del model
+    mean = pair_metrics(np.mean(columns_w, axis=0), np.mean(columns_l, axis=0))
+    return {f"eval_{k}": v for k, v in mean.items()}
+
+
+def train_reward_model(raw: dict[str, Any]) -> dict[str, Any]:
+    """Run ``train-rm`` from a resolved config mapping; returns the summary (also written to the run folder).
+
+    Every check that needs no model runs first (kind, fields, paths, TrainingArguments), so a bad config is a
+    ConfigError before any model is loaded.
+    """
+    timer = Timer()
+    known, rest = split_known(raw, RewardModelConfig)
+    rest.setdefault("seed", 0)
+    cfg = from_dict(RewardModelConfig, known, "train-rm")
+    cfg.check()
+    args = training_arguments(rest, "train-rm")
+    evaluating = args.eval_strategy != "no"
+    if evaluating and not cfg.eval_data and not cfg.eval_fraction:
+        raise ConfigError(f"eval_strategy '{args.eval_strategy}' needs held-out pairs: set eval_fraction > 0 "
+                          f"or eval_data")
+    output_dir = Path(args.output_dir)
+    set_seed(args.seed)
+    tokenizer = load_tokenizer(cfg.model)
+    data = prepare_pairs(cfg, tokenizer, args.seed)
+    if evaluating and not data.eval_pairs:
+        raise ConfigError("the held-out groups give no preference pair; raise eval_fraction or check eval_data")
+
+    summary: dict[str, Any] = {
+        "kind": cfg.kind,
+        "train_pairs": len(data.train_pairs),
+        "eval_pairs": len(data.eval_pairs),
+        "pairs_train": data.train_stats.as_dict(),
+        "pairs_eval": data.eval_stats.as_dict(),
+        "tokenize": data.tokenize,
+        "dropped_rows": len(data.drops),
+        "dropped_by_reason": data.drops.counts(),
+    }
+    if cfg.kind != "ensemble":
+        run, final = _train_one(cfg, args, data, data.train_pairs, tokenizer, args.seed, output_dir)
+        summary |= run
+        summary["final_eval"] = final
+    else:
+        names, member_runs, member_evals = [], [], []
+        for i in range(cfg.members):
+            name = f"member_{i}"
+            seed = args.seed + i
+            member_args = copy.deepcopy(args)
+            member_args.output_dir = str(output_dir / name)
+            member_args.seed = seed
+            pairs = bootstrap(data.train_pairs, seed) if cfg.bootstrap else data.train_pairs
+            run, final = _train_one(cfg, member_args, data, pairs, tokenizer, seed, output_dir / name)
+            names.append(name)
+            member_runs.append(run | {"seed": seed})
+            member_evals.append(final)
+        summary["members"] = member_runs
+        summary["member_evals"] = member_evals
+        if data.eval_pairs and args.should_save:
+            summary["final_eval"] = _ensemble_eval(output_dir, names, data, tokenizer,
+                                                   args.per_device_eval_batch_size, args.device)
+            accuracies = [m.get("eval_accuracy", math.nan) for m in member_evals]
+            summary["final_eval"]["eval_member_accuracy_mean"] = float(np.mean(accuracies))
+        else:
+            summary["final_eval"] = {}
+        if args.should_save:
+            write_ensemble_config(output_dir, names, {
+                "member_kind": cfg.member_kind, "seeds": [r["seed"] for r in member_runs],
+                "bootstrap": cfg.bootstrap, "base_model": str(cfg.model), "eval": summary["final_eval"]})
+            tokenizer.save_pretrained(output_dir)
+            with (output_dir / "metrics.jsonl").open("a") as f:
+                f.write(json.dumps({"step": None, **summary["final_eval"]}) + "\n")
+    summary["seconds"] = round(timer.seconds, 2)
+    if args.should_save:
+        config = dataclasses.asdict(cfg) | dict(rest)
+        write_run_files(output_dir, config, summary)
+    return summary
+
+
+def held_out_line(summary: dict[str, Any]) -> str:
+    """The one-line held-out report printed at the end of ``train-rm``."""
+    final = summary.get("final_eval") or {}
+    acc, loss = final.get("eval_accuracy"), final.get("eval_bt_loss")
+    if acc is None:
+        return "held-out: no held-out pairs (set eval_fraction > 0 or eval_data)"
+    what = "ensemble mean reward, " if summary.get("kind") == "ensemble" else ""
+    return f"held-out ({what}{summary.get('eval_pairs')} pairs): accuracy {acc:.3f}, BT loss {loss:.4f}"

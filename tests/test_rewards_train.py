@@ -1,0 +1,157 @@
+"""train-rm: bt learns a learnable preference, the oracle's NLL term lowers the chosen NLL, ensembles save and
+load, bad configs fail before any model is loaded. Tiny Llama (hidden 32, 1 layer), CPU, a few seconds each."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+import yaml
+
+from rewardalign import cli
+from rewardalign.config import ConfigError
+from rewardalign.data.tokenize import TokenizeConfig, tokenize_groups
+from rewardalign.modeling.tiny import load_tokenizer, save_tiny
+from rewardalign.rewards.models import RewardEnsemble, RewardModel, ensemble_members
+from rewardalign.rewards.pairs import build_pairs
+from rewardalign.rewards.sources import EnsembleSource
+from rewardalign.rewards.train import evaluate_pairs, train_reward_model
+
+WORDS = "red blue green fast slow big small cat dog sun moon tree".split()
+
+
+def synthetic_pairs(n: int, seed: int) -> list[dict]:
+    """Chosen responses carry the word "good" where the rejected carry "bad", amid random filler words, so the
+    preference is learnable from the text and held-out prompts are new word combinations."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        prompt = "tell " + " ".join(rng.sample(WORDS, 2))
+        a, b = rng.sample(WORDS, 2)
+        rows.append({"prompt": prompt, "chosen": f"{a} good {b}", "rejected": f"{a} bad {b}"})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rm")
+    rows = synthetic_pairs(160, seed=0)
+    (root / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    texts = [f"{r['prompt']} {r['chosen']} {r['rejected']}" for r in rows]
+    save_tiny(texts, root / "tiny", vocab_size=300, hidden_size=32, num_layers=1, num_heads=2)
+    return root
+
+
+def base_config(root, **extra) -> dict:
+    return {
+        "model": str(root / "tiny"), "data": str(root / "pairs.jsonl"), "output_dir": str(root / "out"),
+        "eval_fraction": 0.2, "max_length": 32, "num_train_epochs": 3, "per_device_train_batch_size": 16,
+        "learning_rate": 3e-3, "logging_steps": 4, "disable_tqdm": True, "seed": 0, **extra,
+    }
+
+
+def test_bt_cli_reaches_high_held_out_accuracy(setup, capsys):
+    config = base_config(setup, output_dir=str(setup / "bt"), num_train_epochs=2)
+    (setup / "rm.yaml").write_text(yaml.safe_dump(config))
+    assert cli.main(["train-rm", "--config", str(setup / "rm.yaml"), "--kind", "bt"]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((setup / "bt" / "summary.json").read_text())
+    accuracy = summary["final_eval"]["eval_accuracy"]
+    print(f"bt held-out accuracy {accuracy:.3f} on {summary['eval_pairs']} pairs, "
+          f"BT loss {summary['final_eval']['eval_bt_loss']:.4f}")
+    assert summary["eval_pairs"] >= 20
+    assert accuracy >= 0.8
+    assert summary["final_eval"]["eval_bt_loss"] < np.log(2)
+    assert "held-out" in printed and "accuracy" in printed
+    # metrics: JSON lines with training and held-out figures
+    lines = [json.loads(x) for x in (setup / "bt" / "metrics.jsonl").read_text().splitlines()]
+    assert any("eval_accuracy" in x for x in lines) and any("bt_loss" in x and "loss" in x for x in lines)
+    # the saved model loads back from its directory and scores like the summary says
+    model = RewardModel.from_pretrained(setup / "bt")
+    assert model.kind == "bt"
+    meta = json.loads((setup / "bt" / "reward_model.json").read_text())
+    assert meta["max_length"] == 32 and meta["eval"]["eval_accuracy"] == accuracy
+
+
+def _chosen_nll(setup, output: str) -> float:
+    tok = load_tokenizer(setup / output)
+    from rewardalign.data import load_groups
+
+    groups, _ = load_groups(str(setup / "pairs.jsonl"))
+    tg, _ = tokenize_groups(groups, tok, TokenizeConfig(max_length=32))
+    pairs, _ = build_pairs(tg)
+    metrics = evaluate_pairs(RewardModel.from_pretrained(setup / output), pairs, tok.pad_token_id, with_nll=True)
+    return metrics["nll_chosen"]
+
+
+def test_oracle_nll_term_lowers_chosen_nll(setup):
+    """Same seed, same steps: the oracle (0.9 * BT + 0.1 * NLL) ends with a lower chosen NLL than bt alone,
+    and still ranks the held-out pairs."""
+    common = {"max_steps": 20, "num_train_epochs": 1}
+    bt = train_reward_model(base_config(setup, output_dir=str(setup / "nll-bt"), kind="bt", **common))
+    oracle = train_reward_model(base_config(setup, output_dir=str(setup / "nll-oracle"), kind="oracle",
+                                            oracle_alpha=0.1, **common))
+    assert bt["steps"] == oracle["steps"] == 20
+    nll_bt, nll_oracle = _chosen_nll(setup, "nll-bt"), _chosen_nll(setup, "nll-oracle")
+    print(f"mean chosen NLL after 20 steps: bt {nll_bt:.3f}, oracle {nll_oracle:.3f}; "
+          f"held-out accuracy bt {bt['final_eval']['eval_accuracy']:.3f}, "
+          f"oracle {oracle['final_eval']['eval_accuracy']:.3f}")
+    assert nll_oracle < nll_bt - 0.5
+    assert "eval_nll_chosen" in oracle["final_eval"]
+    assert oracle["final_eval"]["eval_accuracy"] >= 0.8
+    assert RewardModel.from_pretrained(setup / "nll-oracle").kind == "oracle"
+
+
+def test_ensemble_members_saved_and_loaded(setup):
+    out = setup / "ens"
+    summary = train_reward_model(base_config(setup, output_dir=str(out), kind="ensemble", members=2,
+                                             bootstrap=True, max_steps=8, num_train_epochs=1))
+    members = ensemble_members(out)
+    assert [p.name for p in members] == ["member_0", "member_1"]
+    manifest = json.loads((out / "ensemble.json").read_text())
+    assert manifest["seeds"] == [0, 1] and manifest["bootstrap"] is True
+    assert len(summary["member_evals"]) == 2 and "eval_accuracy" in summary["final_eval"]
+    ensemble = RewardEnsemble.from_pretrained(out)
+    assert len(ensemble) == 2
+    # the ensemble source: one column per member, and the members differ (seeds, bootstrap)
+    source = EnsembleSource(out)
+    assert source.columns == ["member_0", "member_1"]
+    prompts = ["tell red cat", "tell sun moon", "tell big dog"]
+    responses = ["sun good tree", "sun bad tree", "cat good dog"]
+    values = source.score(prompts, responses)
+    assert values.shape == (3, 2)
+    assert not np.allclose(values[:, 0], values[:, 1])
+    single = RewardModel.from_pretrained(members[1])
+    from rewardalign.rewards.sources import RewardModelSource
+
+    assert np.allclose(RewardModelSource(members[1]).score(prompts, responses), values[:, 1], atol=1e-6)
+    assert single.kind == "bt"
+
+
+def test_bad_config_fails_before_any_model_loads(setup, monkeypatch, capsys):
+    import rewardalign.rewards.train as train_mod
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded before the config was checked")
+
+    monkeypatch.setattr(train_mod, "load_causal_lm", no_loading)
+    monkeypatch.setattr(train_mod, "load_tokenizer", no_loading)
+    bad = [
+        ({"kind": "gan"}, "kind must be one of"),
+        ({"kind": "ensemble", "members": 1}, "members >= 2"),
+        ({"oracle_alpha": 2.0}, "oracle_alpha"),
+        ({"eval_fraction": 1.0}, "eval_fraction"),
+        ({"learning_rat": 1e-3}, "unknown train-rm field"),
+        ({"model": str(setup / "missing")}, "not a model directory"),
+        ({"data": str(setup / "missing.jsonl")}, "does not exist"),
+        ({"max_length": 8, "max_prompt_length": 8}, "max_prompt_length"),
+        ({"eval_fraction": 0.0, "eval_strategy": "steps"}, "needs held-out pairs"),
+        ({"lr_scheduler_type": "sawtooth"}, "bad training arguments"),
+    ]
+    for change, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            train_reward_model(base_config(setup) | change)
+    config = setup / "bad.yaml"
+    config.write_text(yaml.safe_dump(base_config(setup) | {"kind": "gan"}))
+    assert cli.main(["train-rm", "--config", str(config)]) == 2
+    assert "kind must be one of" in capsys.readouterr().err
