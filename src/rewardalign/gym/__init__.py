@@ -1,0 +1,41 @@
+"""The gym: synthetic tasks with a known gold reward, and feedback of every kind derived from it.
+
+A task (:mod:`.tasks`) writes short prompts, imperfect demonstrations for SFT and a gold reward of
+(prompt, response) with several facets; :mod:`.data` makes seeded data sets of it; :mod:`.feedback` turns
+sampled responses into groups with rewards, scores, labels and Bradley-Terry preference pairs.
+"""
+
+from .data import make_corpus, make_prompts, make_sft_data, read_jsonl, write_jsonl
+from .feedback import (
+    FeedbackConfig,
+    bt_preference,
+    bt_probability,
+    build_groups,
+    build_pairs,
+    reward_labels,
+    reward_to_score,
+)
+from .tasks import TASKS, ArithmeticTask, GoldJudge, KeywordTask, SortTask, Task, get_task, gold_judge
+
+__all__ = [
+    "TASKS",
+    "ArithmeticTask",
+    "FeedbackConfig",
+    "GoldJudge",
+    "KeywordTask",
+    "SortTask",
+    "Task",
+    "bt_preference",
+    "bt_probability",
+    "build_groups",
+    "build_pairs",
+    "get_task",
+    "gold_judge",
+    "make_corpus",
+    "make_prompts",
+    "make_sft_data",
+    "read_jsonl",
+    "reward_labels",
+    "reward_to_score",
+    "write_jsonl",
+]
