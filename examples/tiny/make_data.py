@@ -1,7 +1,9 @@
 """Writes the tiny example's data files (run once; the outputs are committed).
 
-A toy task: "add A and B =" answered by a number. Reward = -|answer - (A + B)|, score = exp(-|error| / 3)
-in [0, 1], label = 1 for the exact answer; two noisy reward "members" stand in for an ensemble.
+A toy task: "add A and B =" answered by a number. groups.jsonl: K = 4 answers with reward -|answer - (A + B)|,
+score exp(-|error| / 3) in [0, 1], label 1 for the exact answer, and two noisy reward "members" standing in
+for an ensemble. pairs.jsonl: the correct number against a wrong, hedged or repeated answer. sft.jsonl:
+demonstrations that are right 60% of the time.
 
     python examples/tiny/make_data.py
 """
@@ -43,11 +45,13 @@ def main() -> None:
                 "reward_members": [[round(r + rng.gauss(0, 0.3), 3) for r in rewards] for _ in range(2)],
             }) + "\n")
     with (OUT / "pairs.jsonl").open("w") as f:
-        for _ in range(96):
+        # Preferences of an annotator who wants the bare correct number: the rejected answer is wrong,
+        # hedged or repeated (the last two are learnable from the text alone by a tiny reward model).
+        for _ in range(240):
             prompt, answer = prompt_and_answer(rng)
             wrong = answer + rng.choice([-3, -2, -1, 1, 2, 3])
-            f.write(json.dumps({"prompt": prompt, "chosen": f" {answer}", "rejected": f" {wrong}"}) + "\n")
-
+            rejected = rng.choice([f" {wrong}", f" maybe {wrong} or so", f" {answer} {answer} {answer}"])
+            f.write(json.dumps({"prompt": prompt, "chosen": f" {answer}", "rejected": rejected}) + "\n")
 
 if __name__ == "__main__":
     main()
