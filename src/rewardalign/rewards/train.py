@@ -30,6 +30,7 @@ from ..modeling.tiny import load_tokenizer
 from ..train.common import (
     JsonlMetrics,
     Timer,
+    disable_dropout,
     load_causal_lm,
     training_arguments,
     write_run_files,
@@ -38,17 +39,6 @@ from .config import RewardModelConfig
 from .losses import reward_model_loss
 from .models import RewardModel, write_ensemble_config
 from .pairs import PairStats, bootstrap, build_pairs, split_by_prompt
-
-
-def disable_dropout(model: nn.Module) -> None:
-    """Set every dropout probability of ``model`` to 0 (reward models train without dropout, as TRL's do)."""
-    for module in model.modules():
-        if isinstance(module, nn.Dropout):
-            module.p = 0.0
-        for attr in ("attention_dropout", "dropout", "hidden_dropout"):
-            if isinstance(getattr(module, attr, None), float):
-                setattr(module, attr, 0.0)
-
 
 # ---- the trainer ----------------------------------------------------------------------------------------------
 

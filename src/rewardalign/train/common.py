@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 import yaml
+from torch import nn
 from transformers import AutoModelForCausalLM, TrainerCallback, TrainingArguments
 
 from ..config import ConfigError
@@ -57,6 +58,16 @@ def check_model_path(path: str | None, what: str = "model") -> None:
     if looks_local and not (p / "config.json").is_file():
         raise ConfigError(f"{what} path '{path}' is not a model directory (no config.json there); "
                           f"train one with `rewardalign sft` or point --{what} at a save_pretrained directory")
+
+
+def disable_dropout(model: nn.Module) -> None:
+    """Set every dropout probability of ``model`` to 0 (modules and attention dropout attributes)."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+        for attr in ("attention_dropout", "dropout", "hidden_dropout"):
+            if isinstance(getattr(module, attr, None), float):
+                setattr(module, attr, 0.0)
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -28,12 +28,12 @@ from .common import (
     Timer,
     apply_lora,
     check_model_path,
+    disable_dropout,
     load_causal_lm,
     print_summary,
     training_arguments,
     write_run_files,
 )
-from .trainer import disable_dropout
 
 
 @dataclass

@@ -17,16 +17,7 @@ from transformers import Trainer
 from ..data.collate import GroupCollator, GroupDataset, LengthGroupedSampler, row_length
 from ..modeling.logprobs import GroupLogps, batch_logps
 from ..objectives import ObjectiveInputs, compute_objective, get_objective, validate_hparams
-
-
-def disable_dropout(model: nn.Module) -> None:
-    """Set every dropout probability of ``model`` to 0 (modules and attention dropout attributes)."""
-    for module in model.modules():
-        if isinstance(module, nn.Dropout):
-            module.p = 0.0
-        for attr in ("attention_dropout", "dropout", "hidden_dropout"):
-            if isinstance(getattr(module, attr, None), float):
-                setattr(module, attr, 0.0)
+from .common import disable_dropout
 
 
 def ranking_accuracy(implicit: torch.Tensor, explicit: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
