@@ -62,9 +62,12 @@ def test_align_writes_model_config_metrics_and_summary(tiny_model_dir, tmp_path)
 
 
 def test_reference_cache_hit_on_second_run_and_recompute_on_change(tiny_model_dir, tmp_path):
-    first = run_align(config(tiny_model_dir, tmp_path, max_steps=1))
-    again = run_align(config(tiny_model_dir, tmp_path, max_steps=1))
-    changed = run_align(config(tiny_model_dir, tmp_path, max_steps=1, max_length=20))
+    first = run_align(config(tiny_model_dir, tmp_path, max_steps=2, objective="dro"))
+    first_losses = [r["loss"] for r in logged(tmp_path / "run") if "loss" in r]
+    again = run_align(config(tiny_model_dir, tmp_path, max_steps=2, objective="dro"))
+    # computing the reference leaves the random state alone: the same batches, the same losses
+    assert [r["loss"] for r in logged(tmp_path / "run") if "loss" in r] == first_losses
+    changed = run_align(config(tiny_model_dir, tmp_path, max_steps=1, objective="dro", max_length=20))
     assert (first["reference_cache_hit"], again["reference_cache_hit"], changed["reference_cache_hit"]) == (
         False, True, False)
     assert len(list((tmp_path / "cache" / "reference").glob("*.safetensors"))) == 2
@@ -178,8 +181,7 @@ def test_lora_reference_is_the_base_with_adapters_disabled(tiny_model_dir, tmp_p
     a, b = logged(tmp_path / "pre" / "run"), logged(tmp_path / "live" / "run")
     for key in ("loss", "rewards/chosen", "rewards/target_mse"):
         assert a[0][key] == pytest.approx(b[0][key], rel=1e-4, abs=1e-6), key
-        # later steps agree up to float noise amplified by Adam on near-zero LoRA gradients
-        assert a[2][key] == pytest.approx(b[2][key], rel=1e-2, abs=1e-4), key
+        assert a[2][key] == pytest.approx(b[2][key], rel=1e-4, abs=1e-6), key
     assert b[2]["rewards/chosen"] != pytest.approx(0.0, abs=1e-6)  # the reference stayed the base
     assert live["steps"] == 3
     assert (tmp_path / "live" / "run" / "adapter_config.json").is_file()

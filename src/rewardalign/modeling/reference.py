@@ -100,12 +100,15 @@ def precompute_reference(
     model.eval()
     flat, prompts = [], []
     loader = DataLoader(list(groups), batch_size=batch_size, collate_fn=GroupCollator(pad_token_id))
-    for batch in tqdm(loader, desc="reference log-probs", disable=not progress):
-        batch = {k: v.to(device) for k, v in batch.items()}
-        out = batch_logps(model, batch, chunk_size, with_prompt)
-        flat.append(out.logps[batch["mask"]].float().cpu())
-        if out.prompt_logps is not None:
-            prompts.append(out.prompt_logps.float().cpu())
+    # A DataLoader draws a seed from the global RNG: fork it, so a run that computes the reference and a
+    # run that reads it from the cache go on with the same random state (LoRA init, data order).
+    with torch.random.fork_rng(devices=[]):
+        for batch in tqdm(loader, desc="reference log-probs", disable=not progress):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            out = batch_logps(model, batch, chunk_size, with_prompt)
+            flat.append(out.logps[batch["mask"]].float().cpu())
+            if out.prompt_logps is not None:
+                prompts.append(out.prompt_logps.float().cpu())
     model.train(was_training)
     ref = torch.cat(flat)
     prompt_ref = torch.cat(prompts) if prompts else None
