@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from rewardalign.objectives import distill, drdo, listwise, pairwise, pointwise
+from rewardalign.objectives import distill, drdo, listwise, pairwise, pointwise, rloo
 from rewardalign.objectives.core import Terms, prepare
 from rewardalign.objectives.inputs import ObjectiveInputs
 from rewardalign.objectives.metrics import compute_metrics
@@ -305,6 +305,10 @@ OBJECTIVES: Mapping[str, Objective] = {
         _objective(
             "spo_abs", listwise.spo_abs, _SPO, beta=_positive(1.0), alpha=_positive(1.0),
             abs_form=_choice("sigmoid", ("sigmoid", "logsigmoid")),
+        ),
+        _objective(
+            "rloo", rloo.rloo, Needs(rewards=True, min_k=2),
+            lambda h: Needs(reference=h["kl_coef"] > 0, rewards=True, min_k=2), kl_coef=_nonnegative(0.05),
         ),
     )
 }
