@@ -10,10 +10,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+
+from .data.tokenize import TokenizeConfig
 
 T = TypeVar("T")
 
@@ -121,3 +124,36 @@ def split_known(data: dict[str, Any], cls: type) -> tuple[dict[str, Any], dict[s
     """Split ``data`` into the fields of dataclass ``cls`` and the rest."""
     names = {f.name for f in dataclasses.fields(cls)}
     return {k: v for k, v in data.items() if k in names}, {k: v for k, v in data.items() if k not in names}
+
+
+@dataclass
+class ModelFields:
+    """Config fields of every command that loads a causal LM: which one, in what precision, and how it runs."""
+
+    model: str | None = None
+    torch_dtype: str = "float32"
+    logprob_chunk_size: int = 1024
+    dropout: bool = False
+    trust_remote_code: bool = False
+
+
+@dataclass
+class RunFields(ModelFields):
+    """Config fields of every command that trains on a data set: where it is, its format, how it is tokenised."""
+
+    data: str | None = None
+    format: str | None = None
+    format_options: dict[str, Any] = field(default_factory=dict)
+    split: str | None = None
+    on_error: str = "raise"
+    max_length: int = 512
+    max_prompt_length: int | None = None
+    truncation: str = "truncate"
+    chat_template: str = "auto"
+
+    def tokenize_config(self) -> TokenizeConfig:
+        try:
+            return TokenizeConfig(max_length=self.max_length, max_prompt_length=self.max_prompt_length,
+                                  truncation=self.truncation, chat_template=self.chat_template)
+        except ValueError as err:
+            raise ConfigError(str(err)) from err

@@ -7,14 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError
-from ..data.tokenize import TokenizeConfig
+from ..config import ConfigError, RunFields
 
 KINDS = ("bt", "oracle", "ensemble")
 
 
 @dataclass
-class RewardModelConfig:
+class RewardModelConfig(RunFields):
     """The fields of ``rm.yaml`` besides transformers ``TrainingArguments`` fields (output_dir, learning_rate,
     num_train_epochs, per_device_train_batch_size, eval_strategy, report_to, ...), which sit beside them.
 
@@ -23,12 +22,6 @@ class RewardModelConfig:
     training pairs when ``bootstrap``). ``seed`` also seeds the data order and the head initialisation.
     """
 
-    model: str | None = None
-    data: str | None = None
-    format: str | None = None
-    format_options: dict[str, Any] = field(default_factory=dict)
-    split: str | None = None
-    on_error: str = "raise"
     eval_data: str | None = None
     eval_split: str | None = None
     eval_fraction: float = 0.1
@@ -39,14 +32,6 @@ class RewardModelConfig:
     members: int = 3
     member_kind: str = "bt"
     bootstrap: bool = False
-    max_length: int = 512
-    max_prompt_length: int | None = None
-    truncation: str = "truncate"
-    chat_template: str = "auto"
-    torch_dtype: str = "float32"
-    logprob_chunk_size: int = 1024
-    dropout: bool = False
-    trust_remote_code: bool = False
 
     def check(self) -> None:
         """Every check that needs no model; a ConfigError says what to change."""
@@ -66,11 +51,7 @@ class RewardModelConfig:
             raise ConfigError(f"on_error must be 'raise' or 'drop', got {self.on_error!r}")
         if not isinstance(self.format_options, dict):
             raise ConfigError("format_options must be a mapping of the format's options")
-        try:
-            TokenizeConfig(max_length=self.max_length, max_prompt_length=self.max_prompt_length,
-                           truncation=self.truncation, chat_template=self.chat_template)
-        except ValueError as err:
-            raise ConfigError(str(err)) from err
+        self.tokenize_config()
         from ..train.common import check_model_path  # torch and transformers: only when a run starts
 
         check_model_path(self.model)
@@ -85,10 +66,6 @@ class RewardModelConfig:
     def base_kind(self) -> str:
         """The kind each trained model has: ``member_kind`` for an ensemble."""
         return self.member_kind if self.kind == "ensemble" else self.kind
-
-    def tokenize_config(self) -> TokenizeConfig:
-        return TokenizeConfig(max_length=self.max_length, max_prompt_length=self.max_prompt_length,
-                              truncation=self.truncation, chat_template=self.chat_template)
 
 
 def _looks_local(path: str) -> bool:

@@ -17,11 +17,11 @@ from typing import Any
 
 from transformers import set_seed
 
-from ..config import ConfigError, from_dict, resolve, split_known
+from ..config import ConfigError, RunFields, from_dict, resolve, split_known
 from ..data import DropReport, Group, load_groups
 from ..data.collate import LAYOUTS, GroupDataset
 from ..data.schema import DataError
-from ..data.tokenize import TokenizeConfig, tokenize_groups
+from ..data.tokenize import tokenize_groups
 from ..fingerprint import path_fingerprint
 from ..modeling.reference import (
     LiveReference,
@@ -45,34 +45,20 @@ from .trainer import AlignTrainer
 
 
 @dataclass
-class AlignConfig:
+class AlignConfig(RunFields):
     """The fields of ``align.yaml`` besides transformers ``TrainingArguments`` fields (output_dir, seed,
     learning_rate, max_steps, per_device_train_batch_size, ...), which sit beside them in the same mapping."""
 
-    model: str | None = None
-    data: str | None = None
-    format: str | None = None
-    format_options: dict[str, Any] = field(default_factory=dict)
-    split: str | None = None
-    on_error: str = "raise"
     eval_data: str | None = None
     eval_fraction: float = 0.0
     objective: str = "dpo"
     objective_args: dict[str, Any] = field(default_factory=dict)
     reference: str = "precompute"
     lora: dict[str, Any] | None = None
-    torch_dtype: str = "float32"
-    max_length: int = 512
-    max_prompt_length: int | None = None
-    truncation: str = "truncate"
-    chat_template: str = "auto"
-    logprob_chunk_size: int = 1024
     group_by_length: bool = False
     layout: str = "plain"
     pack_length: int | None = None
-    dropout: bool = False
     cache_dir: str = ".cache/rewardalign"
-    trust_remote_code: bool = False
 
 
 def check_objective(name: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -152,8 +138,7 @@ def run_align(raw: dict[str, Any], callbacks: list | None = None) -> dict[str, A
 
     set_seed(args.seed)
     tokenizer = load_tokenizer(cfg.model)
-    tok_cfg = TokenizeConfig(max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length,
-                             truncation=cfg.truncation, chat_template=cfg.chat_template)
+    tok_cfg = cfg.tokenize_config()
     train_tok, tok_stats = tokenize_groups(groups, tokenizer, tok_cfg, drops)
     eval_tok, _ = tokenize_groups(eval_groups, tokenizer, tok_cfg, drops)
     if not train_tok:

@@ -42,7 +42,7 @@ from typing import Any
 
 from transformers import set_seed
 
-from ..config import ConfigError, from_dict, resolve, split_known
+from ..config import ConfigError, ModelFields, from_dict, resolve, split_known
 from ..evaluate.generation import SamplingConfig
 from ..modeling.reference import LiveReference, PeftReference
 from ..modeling.tiny import load_tokenizer
@@ -65,10 +65,9 @@ SAMPLERS = ("auto", "hf", "vllm")
 
 
 @dataclass
-class OnlineConfig:
+class OnlineConfig(ModelFields):
     """The fields of ``online.yaml`` besides ``TrainingArguments`` fields (see the module docstring)."""
 
-    model: str | None = None
     prompts: str | None = None
     prompts_format: str | None = None
     split: str | None = None
@@ -90,12 +89,8 @@ class OnlineConfig:
     vllm_gpu_memory_utilization: float = 0.3
     reference: str = "auto"
     lora: dict[str, Any] | None = None
-    torch_dtype: str = "float32"
     max_prompt_length: int | None = None
     chat_template: str = "auto"
-    logprob_chunk_size: int = 1024
-    dropout: bool = False
-    trust_remote_code: bool = False
 
 
 def check_config(cfg: OnlineConfig) -> tuple[str, dict[str, Any]]:

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import Trainer, set_seed
 
-from ..config import ConfigError, from_dict, resolve, split_known
+from ..config import ConfigError, RunFields, from_dict, resolve, split_known
 from ..data import Group, load_groups
 from ..data.collate import GroupCollator, GroupDataset
-from ..data.tokenize import TokenizeConfig, render, tokenize_groups
+from ..data.tokenize import render, tokenize_groups
 from ..modeling.logprobs import batch_logps
 from ..modeling.tiny import build_tiny_model, build_tiny_tokenizer, load_tokenizer
 from .common import (
@@ -37,27 +37,13 @@ from .common import (
 
 
 @dataclass
-class SFTConfig:
+class SFTConfig(RunFields):
     """The fields of ``sft.yaml`` besides transformers ``TrainingArguments`` fields."""
 
-    model: str | None = None
     model_init: dict[str, Any] | None = None
-    data: str | None = None
-    format: str | None = None
-    format_options: dict[str, Any] = field(default_factory=dict)
-    split: str | None = None
-    on_error: str = "raise"
     responses: str = "best"
     lora: dict[str, Any] | None = None
-    torch_dtype: str = "float32"
-    max_length: int = 512
-    max_prompt_length: int | None = None
-    truncation: str = "truncate"
-    chat_template: str = "auto"
-    logprob_chunk_size: int = 1024
     group_by_length: bool = False
-    dropout: bool = False
-    trust_remote_code: bool = False
 
 
 def demonstrations(groups: list[Group], which: str) -> list[Group]:
@@ -137,8 +123,7 @@ def run_sft(raw: dict[str, Any]) -> dict[str, Any]:
         disable_dropout(model)
     if cfg.lora is not None:
         model = apply_lora(model, cfg.lora)
-    tok_cfg = TokenizeConfig(max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length,
-                             truncation=cfg.truncation, chat_template=cfg.chat_template)
+    tok_cfg = cfg.tokenize_config()
     tokenized, tok_stats = tokenize_groups(examples, tokenizer, tok_cfg, drops)
     dataset = GroupDataset(tokenized)
 
