@@ -149,15 +149,35 @@ def test_large_vocabulary_chunks_are_capped_in_bytes(monkeypatch):
     """Rows per chunk shrink with the vocabulary so one chunk's logits stay within the budget; same values."""
     torch.manual_seed(0)
     head = nn.Linear(8, 1000, bias=False)
-    hidden, targets = torch.randn(50, 8, requires_grad=True), torch.randint(0, 1000, (50,))
-    full = chunked_token_logps(hidden, targets, head, None, chunk_size=0)
-    seen = []
-    original = logprobs._token_logps
-    monkeypatch.setattr(logprobs, "_token_logps", lambda h, *a: seen.append(h.shape[0]) or original(h, *a))
+    hidden, targets = torch.randn(50, 8), torch.randint(0, 1000, (50,))
+    assert logprobs._chunk_rows(hidden, head, 1024) == 1024 and logprobs._chunk_rows(hidden, head, 0) == 50
     monkeypatch.setitem(logprobs.LOGITS_CHUNK_BYTES, "cpu", 7 * 1000 * 4)
-    capped = chunked_token_logps(hidden, targets, head, None, chunk_size=1024)
-    assert max(seen) == 7 and sum(seen) == 50
-    assert torch.allclose(full, capped, atol=1e-6)
+    assert logprobs._chunk_rows(hidden, head, 1024) == 7 and logprobs._chunk_rows(hidden, head, 3) == 3
+    full = chunked_token_logps(hidden, targets, head, None, chunk_size=0)
+    assert torch.allclose(full, chunked_token_logps(hidden, targets, head, None, chunk_size=1024), atol=1e-6)
+
+
+class Scaled:
+    logit_scale = 0.7
+
+
+@pytest.mark.parametrize("config", [None, Scaled()])
+def test_fused_head_values_and_gradients_equal_autograd(config):
+    """The fused log-prob node (recomputing each chunk's logits in its backward) against plain autograd."""
+    torch.manual_seed(0)
+    head = nn.Linear(16, 300, bias=True)
+    hidden, targets = torch.randn(37, 16, requires_grad=True), torch.randint(0, 300, (37,))
+    weights = torch.randn(37)
+    ref = logprobs._token_logps(hidden, targets, head, config)
+    (ref * weights).sum().backward()
+    expected = [t.grad.clone() for t in (hidden, head.weight, head.bias)]
+    hidden.grad = None
+    head.zero_grad()
+    out = chunked_token_logps(hidden, targets, head, config, chunk_size=5)
+    (out * weights).sum().backward()
+    assert torch.allclose(out, ref, atol=1e-6)
+    for got, want in zip((hidden.grad, head.weight.grad, head.bias.grad), expected):
+        assert torch.allclose(got, want, atol=1e-5)
 
 
 @pytest.fixture(scope="module")

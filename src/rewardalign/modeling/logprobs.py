@@ -3,9 +3,12 @@
 The model runs once over the batch with ``logits_to_keep=1`` (so it builds logits for one position only) and
 returns its final hidden states. Only the positions that predict a target token (response tokens, and for DRO
 the prompt's tokens after the first) are gathered, and the output projection, log-softmax and gather run on
-``chunk_size`` of them at a time. With gradients on, each chunk is checkpointed: its [chunk, V] logits are
-recomputed in the backward pass instead of kept, so peak memory holds one chunk's logits, not the batch's.
-The forward goes through the model's own ``forward`` so DDP / FSDP / PEFT wrappers see it.
+``chunk_size`` of them at a time, as one autograd node (:class:`_LinearLogProbs`) that keeps only each
+row's log-normaliser and recomputes a chunk's [chunk, V] logits in the backward pass, turning them in place
+into the logits' gradient; so peak memory holds one chunk's logits, not the batch's, and the backward makes
+no autograd copies of them. (A head that is not a plain ``nn.Linear``, e.g. with an adapter, or soft-capped
+logits, takes the generic path: each chunk checkpointed under autograd.) The forward goes through the
+model's own ``forward`` so DDP / FSDP / PEFT wrappers see it.
 
 A chunk holds at most ``chunk_size`` rows and at most :data:`LOGITS_CHUNK_BYTES` of float32 logits (64 MiB on
 CPU), so a large vocabulary (150k) gets proportionally fewer rows per chunk and the peak stays bounded.
@@ -60,19 +63,125 @@ def _token_logps(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module, c
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
+def _chunk_rows(hidden: torch.Tensor, head: nn.Module, chunk_size: int) -> int:
+    """Rows per chunk: ``chunk_size`` (all rows when <= 0), capped by :data:`LOGITS_CHUNK_BYTES`."""
+    if chunk_size <= 0:
+        return max(1, hidden.shape[0])
+    vocab = getattr(head, "out_features", None) or head.weight.shape[0]
+    budget = LOGITS_CHUNK_BYTES.get(hidden.device.type, LOGITS_CHUNK_BYTES["default"])
+    return max(1, min(chunk_size, budget // (4 * vocab)))
+
+
+class _LinearLogProbs(torch.autograd.Function):
+    """log softmax(scale * (hidden @ W^T + b))[target] per row, ``rows`` rows at a time, in one autograd node.
+
+    The forward keeps only each row's log-normaliser; the backward recomputes a chunk's logits, turns them in
+    place into ``grad * (onehot(target) - softmax)`` and multiplies out the gradients of the hidden states, the
+    weight and the bias, so at most one [rows, V] float32 buffer is alive at any time, in either pass.
+    Under autocast the projections run in the autocast dtype, the softmax in float32.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, scale, rows):
+        dtype = _autocast_dtype(hidden.device.type) or hidden.dtype
+        with torch.autocast(hidden.device.type, enabled=False):
+            w = weight.to(dtype)
+            b = None if bias is None else bias.to(dtype)
+            out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+            lse = torch.empty_like(out)
+            for start in range(0, hidden.shape[0], rows):
+                end = min(start + rows, hidden.shape[0])
+                logits = nn.functional.linear(hidden[start:end].to(dtype), w, b).float()
+                if scale != 1.0:
+                    logits.mul_(scale)
+                lse[start:end] = torch.logsumexp(logits, dim=-1)
+                out[start:end] = logits.gather(-1, targets[start:end, None]).squeeze(-1) - lse[start:end]
+        ctx.save_for_backward(hidden, weight, bias, targets, lse)
+        ctx.scale, ctx.rows, ctx.dtype = scale, rows, dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        hidden, weight, bias, targets, lse = ctx.saved_tensors
+        scale, rows, dtype = ctx.scale, ctx.rows, ctx.dtype
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        with torch.autocast(hidden.device.type, enabled=False):
+            w = weight.to(dtype)
+            b = None if bias is None else bias.to(dtype)
+            grad_h = torch.empty_like(hidden) if need_h else None
+            grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+            grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if need_b else None
+            for start in range(0, hidden.shape[0], rows):
+                end = min(start + rows, hidden.shape[0])
+                h = hidden[start:end].to(dtype)
+                g = grad[start:end].float()
+                logits = nn.functional.linear(h, w, b).float()
+                if scale != 1.0:
+                    logits.mul_(scale)
+                # d(logit_t - lse)/dlogits = onehot(t) - softmax; times the incoming gradient (and the scale).
+                dlogits = logits.sub_(lse[start:end, None]).exp_().mul_(-g[:, None])
+                dlogits.scatter_add_(-1, targets[start:end, None], g[:, None])
+                if scale != 1.0:
+                    dlogits.mul_(scale)
+                d = dlogits.to(dtype)
+                if need_h:
+                    grad_h[start:end] = (d @ w).to(hidden.dtype)
+                if need_w:
+                    _addmm_float32(grad_w, d.t(), h)
+                if need_b:
+                    grad_b.add_(dlogits.sum(0))
+        grad_w = None if grad_w is None else grad_w.to(weight.dtype)
+        grad_b = None if grad_b is None else grad_b.to(bias.dtype)
+        return grad_h, grad_w, grad_b, None, None, None
+
+
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The autocast dtype in force for ``device_type``, None outside autocast."""
+    try:
+        if torch.is_autocast_enabled(device_type):
+            return torch.get_autocast_dtype(device_type)
+        return None
+    except (TypeError, AttributeError):  # torch < 2.4: per-device functions
+        if device_type == "cuda" and torch.is_autocast_enabled():
+            return torch.get_autocast_gpu_dtype()
+        if device_type == "cpu" and torch.is_autocast_cpu_enabled():
+            return torch.get_autocast_cpu_dtype()
+        return None
+
+
+def _addmm_float32(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """``acc += a @ b`` into a float32 ``acc``; a half-precision product is accumulated in float32 without
+    being rounded first where torch can (``out_dtype``), else rounded once per chunk."""
+    if a.dtype == acc.dtype:
+        acc.addmm_(a, b)
+        return
+    if acc.is_cuda:
+        try:
+            torch.addmm(acc, a, b, out_dtype=torch.float32, out=acc)
+            return
+        except (TypeError, RuntimeError):  # torch without addmm(out_dtype=) for these dtypes
+            pass
+    acc.add_(a @ b)
+
+
+def _fusable(head: nn.Module, config) -> bool:
+    """A plain linear head without logit soft-capping (the fused path); anything else takes the generic one."""
+    return type(head) is nn.Linear and not getattr(config, "final_logit_softcapping", None)
+
+
 def chunked_token_logps(
     hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module, config, chunk_size: int
 ) -> torch.Tensor:
-    """Per-token log-probs [M] computed ``chunk_size`` rows at a time (checkpointed under autograd); ``chunk_size``
-    <= 0 means one chunk. Rows are further capped so one chunk's logits stay within :data:`LOGITS_CHUNK_BYTES`."""
-    if chunk_size > 0:
-        vocab = getattr(head, "out_features", None) or head.weight.shape[0]
-        budget = LOGITS_CHUNK_BYTES.get(hidden.device.type, LOGITS_CHUNK_BYTES["default"])
-        chunk_size = max(1, min(chunk_size, budget // (4 * vocab)))
-    if chunk_size <= 0 or hidden.shape[0] <= chunk_size:
-        chunks = [(hidden, targets)]
-    else:
-        chunks = list(zip(hidden.split(chunk_size), targets.split(chunk_size)))
+    """Per-token log-probs [M], ``chunk_size`` rows at a time (<= 0: one chunk), rows further capped so one
+    chunk's logits stay within :data:`LOGITS_CHUNK_BYTES`. A plain linear head takes the fused path
+    (:class:`_LinearLogProbs`); other heads (adapters on the head, soft-capped logits) are checkpointed per
+    chunk under autograd."""
+    rows = _chunk_rows(hidden, head, chunk_size)
+    if _fusable(head, config):
+        scale = getattr(config, "logit_scale", None)
+        scale = float(scale) if isinstance(scale, (int, float)) else 1.0
+        return _LinearLogProbs.apply(hidden, head.weight, head.bias, targets, scale, rows)
+    chunks = list(zip(hidden.split(rows), targets.split(rows)))
     out = []
     for h, t in chunks:
         if torch.is_grad_enabled() and h.requires_grad and len(chunks) > 1:
