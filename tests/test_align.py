@@ -186,3 +186,12 @@ def test_lora_reference_is_the_base_with_adapters_disabled(tiny_model_dir, tmp_p
     assert live["steps"] == 3
     assert (tmp_path / "live" / "run" / "adapter_config.json").is_file()
     assert not (tmp_path / "live" / "run" / "model.safetensors").is_file()
+
+
+def test_attention_implementation_is_a_config_field(tiny_model_dir, tmp_path):
+    """eager attention with the shared-prompt layout (an additive 4D mask) trains like the default path."""
+    run_align(config(tiny_model_dir, tmp_path / "default", objective="dro", max_steps=1))
+    run_align(config(tiny_model_dir, tmp_path / "eager", objective="dro", max_steps=1, attn_implementation="eager",
+                     layout="shared_prompt"))
+    a, b = logged(tmp_path / "default" / "run")[0], logged(tmp_path / "eager" / "run")[0]
+    assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)

@@ -135,6 +135,7 @@ class ModelFields:
     logprob_chunk_size: int = 1024
     dropout: bool = False
     trust_remote_code: bool = False
+    attn_implementation: str | None = None
 
 
 @dataclass

@@ -240,7 +240,7 @@ def _train_one(cfg: RewardModelConfig, args: Any, data: PreparedData, train_pair
     """Train and save one reward model; returns (training summary, final held-out metrics)."""
     set_seed(seed)
     kind = cfg.base_kind
-    lm = load_causal_lm(cfg.model, cfg.torch_dtype, cfg.trust_remote_code)
+    lm = load_causal_lm(cfg.model, cfg.torch_dtype, cfg.trust_remote_code, cfg.attn_implementation)
     if lm.config.pad_token_id is None:
         lm.config.pad_token_id = tokenizer.pad_token_id
     model = RewardModel(lm, kind=kind, head_seed=seed)

@@ -144,7 +144,7 @@ def run_align(raw: dict[str, Any], callbacks: list | None = None) -> dict[str, A
     if not train_tok:
         raise ConfigError("no training group is left after tokenisation; raise max_length or check the data")
 
-    model = load_causal_lm(cfg.model, cfg.torch_dtype, cfg.trust_remote_code)
+    model = load_causal_lm(cfg.model, cfg.torch_dtype, cfg.trust_remote_code, cfg.attn_implementation)
     reference = None
     cache_hit = None
     if needs.reference and cfg.reference == "precompute":

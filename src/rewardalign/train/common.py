@@ -73,10 +73,17 @@ def disable_dropout(model: nn.Module) -> None:
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def load_causal_lm(path: str, dtype: str = "float32", trust_remote_code: bool = False) -> torch.nn.Module:
+def load_causal_lm(
+    path: str, dtype: str = "float32", trust_remote_code: bool = False, attn_implementation: str | None = None
+) -> torch.nn.Module:
+    """A causal LM from a local directory (or a hub name where a network exists). ``attn_implementation``:
+    transformers' choice when None; ``sdpa``, ``eager`` or ``flash_attention_2`` (the packed layout then
+    passes position ids only) where installed."""
     if dtype not in DTYPES:
         raise ConfigError(f"torch_dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    return AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
+    extra = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
+    return AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code,
+                                                **extra)
 
 
 def apply_lora(model: torch.nn.Module, lora: dict[str, Any]) -> torch.nn.Module:

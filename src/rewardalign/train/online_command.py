@@ -175,7 +175,7 @@ def run_online(raw: dict[str, Any], callbacks: list | None = None) -> dict[str, 
 
     set_seed(args.seed)
     tokenizer = load_tokenizer(cfg.model)
-    model = load_causal_lm(cfg.model, cfg.torch_dtype, cfg.trust_remote_code)
+    model = load_causal_lm(cfg.model, cfg.torch_dtype, cfg.trust_remote_code, cfg.attn_implementation)
     if cfg.lora is not None:
         model = apply_lora(model, cfg.lora)
     use_peft = cfg.reference == "peft" or (cfg.reference == "auto" and cfg.lora is not None)

@@ -118,7 +118,7 @@ def run_sft(raw: dict[str, Any]) -> dict[str, Any]:
         tokenizer, model = build_from_scratch(examples, cfg.model_init, args.seed)
     else:
         tokenizer = load_tokenizer(cfg.model)
-        model = load_causal_lm(cfg.model, cfg.torch_dtype, cfg.trust_remote_code)
+        model = load_causal_lm(cfg.model, cfg.torch_dtype, cfg.trust_remote_code, cfg.attn_implementation)
     if not cfg.dropout:
         disable_dropout(model)
     if cfg.lora is not None:
