@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -161,8 +162,12 @@ def test_accelerate_two_cpu_processes_match_one_process(tiny_model_dir, tmp_path
     for key, value in (two | {"per_device_train_batch_size": 2}).items():
         args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    with socket.socket() as sock:  # a free port: another run on this machine may hold torchrun's default
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
            "-m", "rewardalign.cli", "align", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
