@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("rewardalign.evaluate.report", "several run folders as one table, plots and JSON"),
     "train-rm": ("rewardalign.rewards.train_command", "train a reward model (bt, oracle or ensemble) on preference pairs"),
     "annotate": ("rewardalign.rewards.annotate_command", "score every response with a reward source (cached)"),
+    "demo": ("rewardalign.gym.demo", "the whole pipeline on a gym task, offline: SFT, RM, every method, report"),
     "online": ("rewardalign.train.online_command", "online alignment: UNA online on sampled responses, or RLOO"),
 }
 DATA_COMMANDS: dict[str, tuple[str, str]] = {

@@ -1,0 +1,164 @@
+"""``rewardalign demo``: the whole pipeline end to end (--quick), its report, its determinism, and the pieces of the
+claims benchmark that need no model."""
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from rewardalign.cli import main
+from rewardalign.data.schema import Group
+from rewardalign.gym.demo import DEFAULT_METHODS, METHODS, demo_config, split_groups
+
+# A pipeline small enough to run twice in seconds: every stage (SFT, samples, RM, annotation, align, evaluate).
+MICRO = ["--sft_steps", "40", "--sft_examples", "400", "--prompts", "48", "--rm_epochs", "1", "--align_steps", "4",
+         "--eval_prompts", "8", "--eval_samples", "2", "--methods", "[dro, dpo, una_binary_bce]", "--plots", "false"]
+
+
+def _rows(output: Path) -> dict[str, dict]:
+    return {row["name"]: row for row in json.loads((output / "demo.json").read_text())["rows"]}
+
+
+def test_demo_quick_writes_the_report(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--output", str(out), "--seed", "0"]) == 0
+
+    for name in ("report.md", "demo.json", "compare.md", "compare.json"):
+        assert (out / name).is_file(), name
+    pytest.importorskip("matplotlib")
+    for name in ("training_curves.png", "reward_kl_frontier.png", "likelihood_drift.png"):
+        assert (out / name).stat().st_size > 0, name
+
+    rows = _rows(out)
+    assert list(rows) == ["sft", *DEFAULT_METHODS]
+    for name, row in rows.items():
+        ev = row["eval"]
+        assert math.isfinite(ev["reward_mean"]) and 0.0 <= ev["reward_mean"] <= 1.0, name
+        assert math.isfinite(ev["kl"]), name
+        if name != "sft":
+            assert 0.0 <= ev["win_rate"] <= 1.0, name
+            assert math.isfinite(ev["chosen_logp_shift"]) and math.isfinite(ev["rejected_logp_shift"]), name
+            assert (out / "runs" / name / "model.safetensors").is_file()
+            assert (out / "runs" / name / "eval.json").is_file()
+
+    report = (out / "report.md").read_text()
+    assert "rewardalign demo --quick" in report
+    for name in rows:
+        assert f"| {name} |" in report
+    assert "K < 2 filtered" in report and "reward_kl_frontier.png" in report
+    assert rows["sft"]["eval"]["kl"] == 0.0
+    assert "gold reward" in capsys.readouterr().out
+
+
+def test_demo_is_deterministic_in_the_seed(tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    assert main(["demo", "--quick", "--output", str(a), *MICRO]) == 0
+    assert main(["demo", "--quick", "--output", str(b), *MICRO]) == 0
+    rows_a, rows_b = _rows(a), _rows(b)
+    assert rows_a.keys() == rows_b.keys() == {"sft", "dro", "dpo", "una_binary_bce"}
+    for name in rows_a:
+        assert rows_a[name]["eval"] == rows_b[name]["eval"], name
+    assert (a / "data" / "train.jsonl").read_text() == (b / "data" / "train.jsonl").read_text()
+    assert json.loads((a / "demo.json").read_text())["table"] == json.loads((b / "demo.json").read_text())["table"]
+
+    # Another seed is another world (a single stage is enough to tell).
+    assert main(["demo", "--quick", "--output", str(c), *MICRO, "--seed", "1", "--methods", "[dpo]"]) == 0
+    assert (a / "data" / "train.jsonl").read_text() != (c / "data" / "train.jsonl").read_text()
+
+
+def test_demo_reuses_cached_stages(tmp_path, capsys):
+    out = tmp_path / "d"
+    args = ["demo", "--quick", "--output", str(out), *MICRO, "--methods", "[dpo]"]
+    assert main(args) == 0
+    first = _rows(out)
+    capsys.readouterr()
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    for stage in ("data", "sft", "samples", "preferences", "reward_model", "annotation"):
+        assert f"[{stage}] cached" in printed
+    assert _rows(out)["dpo"]["eval"] == first["dpo"]["eval"]
+
+
+def test_demo_config_errors(capsys):
+    assert main(["demo", "--methods", "[dpo, nope]", "--output", "unused"]) == 2
+    assert "unknown demo method" in capsys.readouterr().err
+    assert main(["demo", "--k", "1", "--output", "unused"]) == 2
+    assert main(["demo", "--no_such_field", "3", "--output", "unused"]) == 2
+    assert "unknown demo field" in capsys.readouterr().err
+
+
+def test_quick_preset_and_overrides():
+    cfg = demo_config({"quick": True, "align_steps": 7})
+    assert cfg.align_steps == 7 and cfg.sft_steps < demo_config({}).sft_steps
+    spec = demo_config({"method_args": {"dpo": {"learning_rate": 0.5, "objective_args": {"beta": 0.2}}}}).method("dpo")
+    assert spec.learning_rate == 0.5 and spec.objective_args["beta"] == 0.2
+    assert set(DEFAULT_METHODS) <= set(METHODS)
+    assert {"dro", "drdo", "una_score_mse", "una_binary_bce", "spo_abs", "rpo", "dpo", "ipo", "simpo", "kto"} == set(
+        DEFAULT_METHODS)
+
+
+def test_groups_with_fewer_than_two_responses_are_filtered_and_counted():
+    groups = [Group(f"p{i}", [f" {j}" for j in range(k)]) for i, k in enumerate([4, 1, 3, 2, 1, 4, 4, 4])]
+    train, heldout, filtered = split_groups(groups, 0.25, seed=0)
+    assert filtered == 2
+    assert len(train) + len(heldout) == 6 and len(heldout) == 2
+    assert all(g.k >= 2 for g in train + heldout)
+    assert {g.prompt for g in train} | {g.prompt for g in heldout} == {"p0", "p2", "p3", "p5", "p6", "p7"}
+    assert split_groups(groups, 0.25, seed=0)[1] == heldout  # seeded
+    assert split_groups([Group("p", [" a"])], 0.5, seed=0) == ([], [], 1)
+
+
+# ---- benchmarks/claims.py: the measures and verdicts ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def claims():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "claims.py"
+    spec = importlib.util.spec_from_file_location("claims_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["claims_benchmark"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_frontier_gap_compares_at_matched_kl(claims):
+    dpo = [(1.0, 0.40), (4.0, 0.45), (9.0, 0.30)]
+    # better everywhere: each point beats the other's best run within its KL
+    better = [(0.5, 0.45), (2.0, 0.50), (5.0, 0.52)]
+    assert claims.frontier_gap(better, dpo) > 0
+    assert claims.frontier_gap(dpo, better) == pytest.approx(-claims.frontier_gap(better, dpo))
+    assert claims.frontier_gap(dpo, dpo) == 0
+    # hand-computed: for dpo points: best of A within 1.0 -> 0.45 (+0.05), within 4.0 -> 0.50 (+0.05), within 9.0
+    # -> 0.52 (+0.22); for A points: 0.5 -> no dpo run within, 2.0 -> 0.40 (+0.10), 5.0 -> 0.45 (+0.07)
+    assert claims.frontier_gap(better, dpo) == pytest.approx((0.05 + 0.05 + 0.22 + 0.10 + 0.07) / 5)
+    # a cautious method (low KL, lower reward) against a bolder one: only the bold runs find a match
+    assert claims.frontier_gap([(0.5, 0.35)], [(3.0, 0.45)]) == pytest.approx(-0.10)
+    assert math.isnan(claims.frontier_gap([(1.0, 0.5)], []))
+
+
+def test_claim_verdicts(claims):
+    def verdict(values, side=">0"):
+        return claims.Claim("c", "s", "m", side, values).verdict()
+
+    assert verdict([0.10, 0.12, 0.08]) == "yes"
+    assert verdict([-0.10, -0.12, -0.08]) == "no"
+    assert verdict([0.10, -0.10, 0.02]) == "inconclusive"
+    assert verdict([0.10, math.nan, 0.2]) == "yes"
+    assert verdict([0.10]) == "inconclusive"
+    assert verdict([0.0, 0.0, 0.0], ">=0") == "yes" and verdict([0.0, 0.0, 0.0], ">0") == "no"
+    assert verdict([-0.5, -0.4, -0.6], "<0") == "yes" and verdict([0.5, 0.4, 0.6], "<0") == "no"
+
+
+def test_claims_jobs_cover_every_claim(claims):
+    names = {job.name for job in claims.seed_jobs(0, quick=False)}
+    for method in claims.SWEEP:
+        beta = claims.default_beta(METHODS[method].objective)
+        assert f"{method}@{beta:g}" in names
+        assert len([n for n in names if n.startswith(method + "@")]) == 3
+    assert {"una_binary_bce", "dpo_flip30", "drdo_flip30"} <= names
+    noisy = {job.name: job for job in claims.noise_jobs(0)}
+    assert noisy["drdo_flip30"].spec.objective_args["order_by"] == "position"
+    assert noisy["dpo_flip30"].spec.objective_args["order_by"] == "position"
