@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 
-class Task:
+class Task(ABC):
     """A gym task: prompts, imperfect demonstrations and a gold reward of (prompt, response).
 
     Subclasses set ``name`` and implement :meth:`sample_prompt`, :meth:`gold_reward` and
@@ -49,22 +50,25 @@ class Task:
     max_new_tokens: int = 16
     """A generation budget (in tokens of a tiny BPE) that fits every well-formed response."""
 
+    @abstractmethod
     def sample_prompt(self, rng: random.Random) -> str:
-        raise NotImplementedError
+        """A prompt of the task, drawn from ``rng``."""
 
+    @abstractmethod
     def gold_reward(self, prompt: str, response: str) -> float:
-        raise NotImplementedError
+        """The true reward of ``response`` to ``prompt``, in ``reward_range``, for any string."""
 
+    @abstractmethod
     def facets(self, prompt: str, response: str) -> dict[str, float]:
         """The reward's facets, each in [0, 1]; ``gold_reward`` is their weighted sum."""
-        raise NotImplementedError
 
+    @abstractmethod
     def demonstration(self, prompt: str, rng: random.Random) -> str:
-        raise NotImplementedError
+        """An imperfect demonstration for SFT."""
 
+    @abstractmethod
     def best_response(self, prompt: str) -> str:
         """A response with the maximal gold reward (for tests and as a ceiling in reports)."""
-        raise NotImplementedError
 
     def corpus(self, rng: random.Random, n: int) -> list[str]:
         """``n`` texts covering the task's vocabulary, to train a tokenizer: for each prompt,
