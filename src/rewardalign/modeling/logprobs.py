@@ -21,6 +21,7 @@ takes (boolean for sdpa, additive for eager, none for flash-attention, which rea
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -156,11 +157,9 @@ def _addmm_float32(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
         acc.addmm_(a, b)
         return
     if acc.is_cuda:
-        try:
+        with contextlib.suppress(TypeError, RuntimeError):  # torch without addmm(out_dtype=) for these dtypes
             torch.addmm(acc, a, b, out_dtype=torch.float32, out=acc)
             return
-        except (TypeError, RuntimeError):  # torch without addmm(out_dtype=) for these dtypes
-            pass
     acc.add_(a @ b)
 
 
