@@ -236,7 +236,7 @@ def test_ensemble_reward_members_feed_edpo(sft_dir, tmp_path, monkeypatch):
             return np.stack([gold, 1.0 - gold], axis=1)
 
         def close(self):
-            pass
+            """Nothing to free: no model behind this source."""
 
     monkeypatch.setattr(online.OnlineReward, "_from_source",
                         lambda self, spec: setattr(self, "source", TwoMembers()) or None)

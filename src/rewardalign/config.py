@@ -7,6 +7,7 @@ so ``1e-5`` is a float, ``true`` a bool and ``[1, 2]`` a list. A flag with no va
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import re
@@ -106,6 +107,15 @@ def apply_overrides(config: dict[str, Any], overrides: dict[str, Any]) -> dict[s
 def resolve(path: str | Path | None, argv: list[str]) -> dict[str, Any]:
     """The config file's mapping with the command line's overrides applied."""
     return apply_overrides(load_yaml(path), parse_overrides(argv))
+
+
+TRAINING_ARGS_NOTE = ", and any transformers TrainingArguments field (output_dir, learning_rate, max_steps, ...)"
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, notes: str = ".") -> None:
+    """A command's ``--config`` option, and an epilog listing the fields of dataclass ``cls`` then ``notes``."""
+    parser.add_argument("--config", help="YAML config; any field can also be given as --field value")
+    parser.epilog = "Fields: " + ", ".join(f.name for f in dataclasses.fields(cls)) + notes
 
 
 def from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:

@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from ..config import ConfigError, from_dict, resolve
+from ..config import ConfigError, add_config_arguments, from_dict, resolve
 from ..data.schema import DataError, Group, Text, text_is_empty, text_key
 from ..modeling.tiny import load_tokenizer
 from ..train.common import Timer, check_model_path, print_summary
@@ -197,8 +197,7 @@ def summary_lines(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML config; any field can also be given as --field value")
-    parser.epilog = "Fields: " + ", ".join(f.name for f in dataclasses.fields(EvalConfig)) + "."
+    add_config_arguments(parser, EvalConfig)
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:

@@ -8,20 +8,15 @@ Writes a JSONL of native groups with ``rewards`` (and ``scores`` / ``reward_memb
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
-from ..config import resolve
+from ..config import add_config_arguments, resolve
 from .config import AnnotateConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML config; any field can also be given as --field value")
-    parser.epilog = (
-        "Fields: " + ", ".join(f.name for f in dataclasses.fields(AnnotateConfig))
-        + ". Sources (source.type): reward_model, ensemble, rule, teacher_ratio, imported. "
-        "Transforms: none, standardize, minmax, sigmoid. Example: --source.type rule "
-        "--source.function mypkg.rules:length_reward"
-    )
+    add_config_arguments(parser, AnnotateConfig, ". Sources (source.type): reward_model, ensemble, rule, "
+                         "teacher_ratio, imported. Transforms: none, standardize, minmax, sigmoid. "
+                         "Example: --source.type rule --source.function mypkg.rules:length_reward")
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:

@@ -7,19 +7,13 @@ config, ``metrics.jsonl`` and ``summary.json``; the held-out accuracy and BT los
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
-from ..config import resolve
+from ..config import TRAINING_ARGS_NOTE, add_config_arguments, resolve
 from .config import RewardModelConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML config; any field can also be given as --field value")
-    parser.epilog = (
-        "Fields: " + ", ".join(f.name for f in dataclasses.fields(RewardModelConfig))
-        + ", and any transformers TrainingArguments field (output_dir, learning_rate, num_train_epochs, "
-        "per_device_train_batch_size, eval_strategy, report_to, ...). Kinds: bt, oracle, ensemble."
-    )
+    add_config_arguments(parser, RewardModelConfig, TRAINING_ARGS_NOTE + ". Kinds: bt, oracle, ensemble.")
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:

@@ -17,7 +17,15 @@ from typing import Any
 
 from transformers import set_seed
 
-from ..config import ConfigError, RunFields, from_dict, resolve, split_known
+from ..config import (
+    TRAINING_ARGS_NOTE,
+    ConfigError,
+    RunFields,
+    add_config_arguments,
+    from_dict,
+    resolve,
+    split_known,
+)
 from ..data import DropReport, Group, load_groups
 from ..data.collate import LAYOUTS, GroupDataset
 from ..data.schema import DataError
@@ -213,12 +221,8 @@ def run_align(raw: dict[str, Any], callbacks: list | None = None) -> dict[str, A
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML config; any field can also be given as --field value")
-    parser.epilog = (
-        "Fields: " + ", ".join(f.name for f in dataclasses.fields(AlignConfig))
-        + ", and any transformers TrainingArguments field (output_dir, learning_rate, max_steps, ...). "
-        "Objectives: " + ", ".join(sorted(OBJECTIVES)) + ". Hyperparameters: --objective_args.beta 0.1"
-    )
+    add_config_arguments(parser, AlignConfig, TRAINING_ARGS_NOTE + ". Objectives: " + ", ".join(sorted(OBJECTIVES))
+                         + ". Hyperparameters: --objective_args.beta 0.1")
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:

@@ -42,7 +42,15 @@ from typing import Any
 
 from transformers import set_seed
 
-from ..config import ConfigError, ModelFields, from_dict, resolve, split_known
+from ..config import (
+    TRAINING_ARGS_NOTE,
+    ConfigError,
+    ModelFields,
+    add_config_arguments,
+    from_dict,
+    resolve,
+    split_known,
+)
 from ..evaluate.generation import SamplingConfig
 from ..modeling.reference import LiveReference, PeftReference
 from ..modeling.tiny import load_tokenizer
@@ -238,13 +246,9 @@ def run_online(raw: dict[str, Any], callbacks: list | None = None) -> dict[str, 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML config; any field can also be given as --field value")
-    parser.epilog = (
-        "Fields: " + ", ".join(f.name for f in dataclasses.fields(OnlineConfig))
-        + ", and any transformers TrainingArguments field (output_dir, learning_rate, max_steps, ...). "
-        "Algorithms: una (objective una_score_mse or any of: " + ", ".join(sorted(set(OBJECTIVES) - {"rloo"}))
-        + "), rloo. Hyperparameters: --objective_args.beta 0.1"
-    )
+    others = ", ".join(sorted(set(OBJECTIVES) - {"rloo"}))
+    add_config_arguments(parser, OnlineConfig, TRAINING_ARGS_NOTE + f". Algorithms: una (objective una_score_mse "
+                         f"or any of: {others}), rloo. Hyperparameters: --objective_args.beta 0.1")
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:

@@ -17,7 +17,15 @@ from typing import Any
 import torch
 from transformers import Trainer, set_seed
 
-from ..config import ConfigError, RunFields, from_dict, resolve, split_known
+from ..config import (
+    TRAINING_ARGS_NOTE,
+    ConfigError,
+    RunFields,
+    add_config_arguments,
+    from_dict,
+    resolve,
+    split_known,
+)
 from ..data import Group, load_groups
 from ..data.collate import GroupCollator, GroupDataset
 from ..data.tokenize import render, tokenize_groups
@@ -154,11 +162,7 @@ def run_sft(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML config; any field can also be given as --field value")
-    parser.epilog = (
-        "Fields: " + ", ".join(f.name for f in dataclasses.fields(SFTConfig))
-        + ", and any transformers TrainingArguments field (output_dir, learning_rate, num_train_epochs, ...)."
-    )
+    add_config_arguments(parser, SFTConfig, TRAINING_ARGS_NOTE + ".")
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
