@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from transformers import TrainerCallback
 
 from rewardalign.modeling.tiny import build_tiny_model, build_tiny_tokenizer
 
@@ -21,3 +22,20 @@ def tokenizer():
 def model(tokenizer):
     torch.manual_seed(0)
     return build_tiny_model(tokenizer, hidden_size=32, num_layers=2, num_heads=4).float()
+
+
+class StopAt(TrainerCallback):
+    """Interrupts a run after ``step`` optimiser steps, saving a checkpoint there (for resume tests)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_save = True
+            control.should_training_stop = True
+
+
+@pytest.fixture()
+def stop_at():
+    return StopAt

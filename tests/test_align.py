@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import TrainerCallback
 
 from rewardalign.config import ConfigError
 from rewardalign.data.schema import DataError
@@ -85,21 +84,11 @@ def test_precomputed_and_live_reference_give_the_same_first_step(tiny_model_dir,
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), key
 
 
-class StopAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_save = True
-            control.should_training_stop = True
-
-
-def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(tiny_model_dir, tmp_path):
+def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(tiny_model_dir, tmp_path, stop_at):
     common = dict(max_steps=6, save_strategy="steps", save_steps=3, lr_scheduler_type="linear",
                   per_device_train_batch_size=8)
     run_align(config(tiny_model_dir, tmp_path / "full", **common))
-    run_align(config(tiny_model_dir, tmp_path / "cut", **common), callbacks=[StopAt(3)])
+    run_align(config(tiny_model_dir, tmp_path / "cut", **common), callbacks=[stop_at(3)])
     cut = tmp_path / "cut" / "run"
     assert (cut / "checkpoint-3").is_dir()
     run_align(config(tiny_model_dir, tmp_path / "cut", **common, resume_from_checkpoint=str(cut / "checkpoint-3")))

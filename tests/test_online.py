@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import TrainerCallback
 
 from rewardalign.cli import main
 from rewardalign.config import ConfigError
@@ -164,23 +163,13 @@ def test_accumulated_micro_batches_sample_with_their_own_seeds(sft_dir, tmp_path
     assert seeds == [step_seed(0, 0, 0), step_seed(0, 0, 1), step_seed(0, 1, 0), step_seed(0, 1, 1)]
 
 
-class StopAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_save = True
-            control.should_training_stop = True
-
-
 @pytest.mark.parametrize("algorithm", ["una", "rloo"])
-def test_resumed_run_continues_the_same_trajectory(sft_dir, tmp_path, algorithm):
+def test_resumed_run_continues_the_same_trajectory(sft_dir, tmp_path, algorithm, stop_at):
     extra = {} if algorithm == "una" else {"transform": None, "objective_args": {}}
     common = dict(algorithm=algorithm, max_steps=6, save_strategy="steps", save_steps=3, lr_scheduler_type="linear",
                   **extra)
     run_online(config(sft_dir, tmp_path / "full", **common))
-    run_online(config(sft_dir, tmp_path / "cut", **common), callbacks=[StopAt(3)])
+    run_online(config(sft_dir, tmp_path / "cut", **common), callbacks=[stop_at(3)])
     assert (tmp_path / "cut" / "checkpoint-3").is_dir()
     run_online(config(sft_dir, tmp_path / "cut", resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-3"),
                       **common))
