@@ -4,7 +4,7 @@ its source, its mean and spread over seeds, and whether it holds.
     python benchmarks/claims.py [--seeds 3] [--quick] [--work runs/claims] [--task arithmetic] [--workers 2]
     python benchmarks/claims.py --tune [--tune-seeds 3]       # the learning-rate grid behind the demo's METHODS
 
-Pipeline. For each seed the demo's pipeline (``rewardalign.gym.demo.build_world``: SFT, K = 4 samples, BT
+Pipeline. For each seed the demo's pipeline (``rewardalign.demo.stages.build_world``: SFT, K = 4 samples, BT
 "human" preferences from the gold reward, a BT reward model, annotation) is built once and cached in
 ``<work>/seed<N>``; then many cheap align + evaluate runs reuse it (each cached by every setting that matters,
 so an interrupted benchmark resumes). Every method trains the demo's budget (``align_steps`` steps of
@@ -51,18 +51,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rewardalign.gym.demo import (
-    METHODS,
-    QUICK,
-    DemoConfig,
-    MethodSpec,
+from rewardalign.demo.config import METHODS, QUICK, DemoConfig, MethodSpec, demo_config
+from rewardalign.demo.methods import run_method, sft_baseline
+from rewardalign.demo.stages import (
     Stages,
     World,
     build_world,
-    demo_config,
     preference_pairs,
-    run_method,
-    sft_baseline,
     torch_threads,
     train_reward_model_stage,
 )
@@ -138,7 +133,7 @@ def seed_config(seed: int, work: Path, quick: bool, task: str) -> DemoConfig:
 def noisy_pairs(cfg: DemoConfig, world: World, log: Callable[[str], None]) -> dict[str, Any]:
     """Pairs with NOISE of the preferences flipped, an Oracle reward model trained on them, and the pairs
     annotated with it (``data/pairs_flip30_rm.jsonl``, chosen first as labelled)."""
-    from rewardalign.rewards.annotate import annotate
+    from rewardalign.rewards.annotate import run_annotate as annotate
 
     root = Path(world.root)
     tag = f"flip{round(100 * NOISE)}"
@@ -506,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         "- holds?: with m ± s the mean and standard deviation over seeds, yes when [m − s, m + s] lies on the "
         "claimed side of 0, no when it lies on the other side, inconclusive when it straddles 0.",
         "- Every run: the demo's budget (align_steps × align_batch_size groups, constant learning rate) and the "
-        "learning rate of `rewardalign.gym.demo.METHODS` (best of {1e-5, 3e-5, 1e-4, 3e-4, 1e-3} on the tuning "
+        "learning rate of `rewardalign.demo.config.METHODS` (best of {1e-5, 3e-5, 1e-4, 3e-4, 1e-3} on the tuning "
         f"seeds 1000-1002, `--tune`), not re-tuned per β; the noisy-pair runs: {NOISE_LR} (tuned the same way "
         "on the noisy pairs).",
         "- Gold reward and KL: 4 samples per held-out prompt; Δ log p: held-out groups' best / worst response by "

@@ -59,14 +59,13 @@ def rss_bytes() -> int:
 
 def heldout(spec: dict, model_dir: str, reference: str | None) -> dict:
     from rewardalign.evaluate.evaluator import evaluate_model
-    from rewardalign.evaluate.generation import SamplingConfig
-    from rewardalign.evaluate.judges import resolve_judge
     from rewardalign.gym import get_task, make_prompts
+    from rewardalign.modeling.generation import SamplingConfig
 
     task = get_task(spec["task"])
     prompts = make_prompts(task, spec["eval_prompts"], seed=10_000)
     sampling = SamplingConfig(n_samples=4, max_new_tokens=task.max_new_tokens, seed=1, batch_size=512)
-    out = evaluate_model(model_dir, prompts, resolve_judge(f"gym:{spec['task']}"), reference=reference,
+    out = evaluate_model(model_dir, prompts, f"gym:{spec['task']}", reference=reference,
                          sampling=sampling)
     return {"heldout_reward": out["reward_mean"], "kl": out.get("kl")}
 
@@ -77,7 +76,7 @@ def worker(spec: dict) -> dict:
     import torch
     from transformers import TrainerCallback
 
-    from rewardalign.train.online_command import run_online
+    from rewardalign.train.online import run_online
 
     torch.set_num_threads(spec["threads"])
     if spec.get("eval_only"):
@@ -98,7 +97,7 @@ def worker(spec: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         config = {
             "model": spec["model"], "prompts": f"gym:{spec['task']}", "max_prompts": 2000,
-            "reward": f"gym:{spec['task']}", **spec["method"], "num_generations": spec["k"],
+            "reward": f"gym:{spec['task']}", **spec["method"], "n_samples": spec["k"],
             "max_new_tokens": spec["max_new_tokens"], "sampler": "hf", "output_dir": str(Path(tmp) / "run"),
             "max_steps": spec["steps"], "per_device_train_batch_size": spec["prompts_per_step"],
             "learning_rate": spec["lr"], "lr_scheduler_type": "linear", "logging_steps": spec["log_every"],
@@ -137,7 +136,7 @@ def sft_policy(args) -> str:
     import torch
 
     from rewardalign.gym import get_task, make_sft_data, write_jsonl
-    from rewardalign.train.sft_command import run_sft
+    from rewardalign.train.sft import run_sft
 
     torch.set_num_threads(args.threads)
     rows = [{"prompt": r["prompt"], "responses": [r["response"]]}

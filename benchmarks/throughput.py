@@ -108,7 +108,7 @@ def make_clock(device: str):
 
 
 def run_rewardalign(spec: dict, layout: str, clock, out: Path) -> int:
-    from rewardalign.train.align_command import run_align
+    from rewardalign.train.align import run_align
 
     w, info = spec["workload"], spec["info"]
     pairs = w["k"] == 2 and w["objective"] == "dpo"
@@ -203,7 +203,7 @@ def worker(spec: dict) -> dict:
     if system == "trl":
         from trl import DPOConfig, DPOTrainer  # noqa: F401
     else:
-        from rewardalign.train.align_command import run_align  # noqa: F401
+        from rewardalign.train.align import run_align  # noqa: F401
     baseline = rss_bytes()
     clock = make_clock(spec["device"])
     with tempfile.TemporaryDirectory() as tmp:

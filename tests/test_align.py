@@ -16,8 +16,8 @@ from rewardalign.config import ConfigError
 from rewardalign.data.schema import DataError
 from rewardalign.modeling.tiny import save_tiny
 from rewardalign.objectives import OBJECTIVES
-from rewardalign.train import align_command
-from rewardalign.train.align_command import run_align
+from rewardalign.train import align as align_module
+from rewardalign.train.align import run_align
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUPS = str(ROOT / "examples/tiny/data/groups.jsonl")
@@ -133,7 +133,7 @@ def fail_if_model_loads(*args, **kwargs):
     ],
 )
 def test_bad_configs_fail_before_any_model_is_loaded(tiny_model_dir, tmp_path, monkeypatch, overrides, error, words):
-    monkeypatch.setattr(align_command, "load_causal_lm", fail_if_model_loads)
+    monkeypatch.setattr(align_module, "load_causal_lm", fail_if_model_loads)
     with pytest.raises(error, match=words):
         run_align(config(tiny_model_dir, tmp_path, **overrides))
 

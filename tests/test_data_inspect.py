@@ -8,8 +8,10 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from rewardalign.commands.inspect import add_arguments as add_inspect_arguments
+from rewardalign.commands.inspect import run_inspect
 from rewardalign.data import load_groups
-from rewardalign.data.inspect import add_inspect_arguments, inspect_groups, run_inspect
+from rewardalign.data.inspect import inspect_groups
 
 DATA = Path(__file__).parent / "fixtures" / "data"
 CHAT_TEMPLATE = (
@@ -155,7 +157,7 @@ def test_run_inspect_raise_mode_and_unreadable_sources(capsys, tmp_path):
 
 def test_command_module_interface(capsys):
     """``add_arguments`` / ``run(args, overrides)``, as rewardalign.cli calls every command module."""
-    from rewardalign.data import inspect as command
+    from rewardalign.commands import inspect as command
 
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)

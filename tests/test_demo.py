@@ -11,7 +11,8 @@ import pytest
 
 from rewardalign.cli import main
 from rewardalign.data.schema import Group
-from rewardalign.gym.demo import DEFAULT_METHODS, METHODS, demo_config, split_groups
+from rewardalign.demo.config import DEFAULT_METHODS, METHODS, demo_config
+from rewardalign.demo.stages import split_groups
 
 # A pipeline small enough to run twice in seconds: every stage (SFT, samples, RM, annotation, align, evaluate).
 MICRO = ["--sft_steps", "40", "--sft_examples", "400", "--prompts", "48", "--rm_epochs", "1", "--align_steps", "4",

@@ -13,14 +13,15 @@ from torch import nn
 
 from rewardalign import cli
 from rewardalign.config import ConfigError
+from rewardalign.data.prompts import load_prompts
 from rewardalign.data.schema import Group
 from rewardalign.data.tokenize import TokenizeConfig, tokenize_group
 from rewardalign.evaluate import metrics
-from rewardalign.evaluate.command import load_prompts
 from rewardalign.evaluate.evaluator import evaluate_model
-from rewardalign.evaluate.generation import SamplingConfig, cut_at_stop, encode_prompt, generate_samples
-from rewardalign.evaluate.judges import BatchJudge, resolve_judge, score_responses
+from rewardalign.modeling.generation import SamplingConfig, cut_at_stop, encode_prompt, generate_samples
 from rewardalign.modeling.tiny import save_tiny
+from rewardalign.rewards.base import BadReward, RewardSource, score_finite
+from rewardalign.rewards.sources import build_source
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["add 3 and 4 =", "hello world, what is the answer?", "sort: d a c b ->"]
@@ -218,39 +219,45 @@ def test_reward_and_win_rate_against_a_baseline(model, tokenizer):
 
 def test_judge_specs(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT))
-    assert resolve_judge("rule:tests.test_evaluate:judge")("p", "a1b22") == 3.0
+    assert build_source("rule:tests.test_evaluate:judge").score(["p"], ["a1b22"]).tolist() == [3.0]
     (tmp_path / "my_judge.py").write_text("def score(prompt, response):\n    return float(len(response))\n")
-    assert resolve_judge(f"rule:{tmp_path / 'my_judge.py'}:score")("p", "abc") == 3.0
-    for bad in ("nothing", "rule:tests.test_evaluate", "rule:tests.test_evaluate:missing", "llm:gpt"):
+    assert build_source(f"rule:{tmp_path / 'my_judge.py'}:score").score(["p"], ["abc"]).tolist() == [3.0]
+    for bad in ("nothing", "rule:tests.test_evaluate", "rule:tests.test_evaluate:missing", "rm:"):
         with pytest.raises(ConfigError):
-            resolve_judge(bad)
-    gym = pytest.importorskip("rewardalign.gym")
-    task = next(iter(gym.TASKS))
-    gold = resolve_judge(f"gym:{task}")
-    assert gold.name == f"gym:{task}" and gold.fn.__self__.name == task
+            build_source(bad)
+    gold = build_source("gym:sort")
+    assert gold.name == "gym:sort" and gold.task.name == "sort"
     with pytest.raises(ConfigError, match="unknown gym task"):
-        resolve_judge("gym:no_such_task")
+        build_source("gym:no_such_task")
 
 
 def test_rm_judge_scores_with_a_reward_model(model, tokenizer, tmp_path, monkeypatch):
     from rewardalign.rewards.models import RewardModel
 
     path = RewardModel(model).save_pretrained(tmp_path / "rm", tokenizer=tokenizer)
-    rm = resolve_judge(f"rm:{path}")
-    assert isinstance(rm, BatchJudge) and rm.name == f"rm:{path}"
-    values = score_responses(rm, ["add 3 and 4 =", "hello"], [" 7", " world"])
+    rm = build_source(f"rm:{path}")
+    assert rm.name == f"rm:{path}"
+    values = score_finite(rm, ["add 3 and 4 =", "hello"], [" 7", " world"]).tolist()
     assert len(values) == 2 and all(math.isfinite(v) for v in values) and values[0] != values[1]
+    with pytest.raises(BadReward, match="gave nan for prompt 'p', response 'x'"):
+        score_finite(build_source(lambda p, r: math.nan if r == "x" else 1.0), ["p", "p"], ["a", "x"])
 
-    import rewardalign.rewards as rewards
 
-    class Ensemble:
-        def score(self, prompts, responses):
-            return np.array([[1.0, 3.0], [2.0, 4.0]])
+def test_an_ensemble_judge_scores_the_member_mean(model_dir, tmp_path):
+    """evaluate's reward of a sample under an ensemble is the mean of its members' rewards."""
 
-    monkeypatch.setattr(rewards, "build_source", lambda path: Ensemble())
-    assert score_responses(resolve_judge("rm:ens"), ["p", "q"], ["a", "b"]) == [2.0, 3.0]  # member means
-    with pytest.raises(ValueError, match="returned nan for sample 1"):
-        score_responses(lambda p, r: math.nan if r == "x" else 1.0, ["p", "p"], ["a", "x"])
+    class Ensemble(RewardSource):
+        kind, columns = "ensemble", ["a", "b"]
+
+        def _identity(self):
+            return {}
+
+        def score(self, prompts, responses, progress=None):
+            return np.stack([np.full(len(prompts), 1.0), np.arange(len(prompts), dtype=float)], axis=1)
+
+    result = evaluate_model(model_dir, PROMPTS[:2], Ensemble(), sampling=SamplingConfig(n_samples=2, max_new_tokens=4))
+    flat = [rec["reward"] for rec in result["samples"]]
+    assert flat == [(1.0 + i) / 2 for i in range(4)]
 
 
 # --------------------------------------------------------------------------------------- the command
@@ -288,7 +295,7 @@ def test_evaluate_command_end_to_end(model_dir, tmp_path, monkeypatch, capsys):
     config.write_text(
         f"model: {model_dir}\nprompts: {prompts}\njudge: rule:tests.test_evaluate:judge\n"
         f"reference: {model_dir}\nbaseline: {model_dir}\npairs: {pairs}\nn_samples: 3\nmax_new_tokens: 6\n"
-        f"batch_size: 4\nseed: 3\noutput_dir: {tmp_path / 'out'}\n"
+        f"generation_batch_size: 4\nseed: 3\noutput_dir: {tmp_path / 'out'}\n"
     )
     assert cli.main(["evaluate", "--config", str(config), "--max_prompts", "2"]) == 0
     out = tmp_path / "out"

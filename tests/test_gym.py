@@ -21,7 +21,6 @@ from rewardalign.gym import (
     build_groups,
     build_pairs,
     get_task,
-    gold_judge,
     make_corpus,
     make_prompts,
     make_sft_data,
@@ -30,6 +29,7 @@ from rewardalign.gym import (
     reward_to_score,
     write_jsonl,
 )
+from rewardalign.rewards.sources import GymSource
 
 GARBAGE = ["", "   ", "!!??", "\n\x00\ufffd", "</s><pad>", "zzzz qqqq", "- . ,"]
 
@@ -113,12 +113,13 @@ def test_registry_and_judge():
         get_task("chess")
     with pytest.raises(ValueError, match="p_correct"):
         get_task("arithmetic", p_correct=1.5)
-    judge = gold_judge("arithmetic")
-    assert judge("add 1 and 2 =", " 3 .") == 1.0
-    assert judge.batch(["add 1 and 2 =", "add 1 and 2 ="], [" 3", "x"]) == [0.75, 0.0]
-    assert judge.reward_range == (0.0, 1.0)
-    assert "max_operand=99" in judge.__qualname__  # the task's knobs name the judge (cache keys)
-    assert judge.__qualname__ != gold_judge("arithmetic", max_operand=9).__qualname__
+    judge = GymSource("arithmetic")
+    assert judge.score(["add 1 and 2 =", "add 1 and 2 =", "add 1 and 2 ="], [" 3 .", " 3", "x"]).tolist() == [
+        1.0, 0.75, 0.0]
+    assert judge.value_range == (0.0, 1.0)
+    # the task's knobs are part of what the source is (cache keys)
+    assert judge.fingerprint() != GymSource("arithmetic", max_operand=9).fingerprint()
+    assert judge.fingerprint() == GymSource("arithmetic").fingerprint()
 
 
 # --------------------------------------------------------------------------------------------- demonstrations

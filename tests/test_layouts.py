@@ -192,7 +192,7 @@ def tiny_model_dir(tmp_path_factory):
 
 def test_align_first_step_is_the_same_in_every_layout(tiny_model_dir, tmp_path):
     from rewardalign.config import ConfigError
-    from rewardalign.train.align_command import run_align
+    from rewardalign.train.align import run_align
 
     data = Path(__file__).resolve().parents[1] / "examples/tiny/data/groups.jsonl"
     base = {"model": tiny_model_dir, "data": str(data), "format": "group", "objective": "dro", "max_length": 24,

@@ -8,6 +8,7 @@ second thread to help, and on a busy machine it costs several times the run time
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -15,13 +16,14 @@ from safetensors.torch import load_file
 from rewardalign.cli import main
 from rewardalign.config import ConfigError
 from rewardalign.evaluate.evaluator import evaluate_model
-from rewardalign.evaluate.generation import SamplingConfig
-from rewardalign.evaluate.judges import resolve_judge
 from rewardalign.gym import get_task, make_prompts, make_sft_data, write_jsonl
-from rewardalign.train import online, online_command
-from rewardalign.train.online import OnlineReward, step_seed
-from rewardalign.train.online_command import run_online
-from rewardalign.train.sft_command import run_sft
+from rewardalign.modeling import generation
+from rewardalign.modeling.generation import SamplingConfig
+from rewardalign.rewards.base import RewardSource
+from rewardalign.rewards.sources import build_source
+from rewardalign.train import online
+from rewardalign.train.online import run_online, step_seed
+from rewardalign.train.sft import run_sft
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +53,7 @@ def sft_dir(tmp_path_factory):
 
 def config(model_dir, out, **overrides):
     base = {"model": model_dir, "prompts": "gym:arithmetic", "reward": "gym:arithmetic", "algorithm": "una",
-            "transform": "minmax", "objective_args": {"beta": 0.1}, "num_generations": 4, "max_new_tokens": 8,
+            "transform": "minmax", "objective_args": {"beta": 0.1}, "n_samples": 4, "max_new_tokens": 8,
             "sampler": "hf", "output_dir": str(out), "max_steps": 4, "per_device_train_batch_size": 8,
             "learning_rate": 1e-3, "logging_steps": 1, "seed": 0, "disable_tqdm": True}
     return {k: v for k, v in (base | overrides).items() if v is not None}
@@ -65,7 +67,7 @@ def gold_reward(model_dir):
     """Mean gold reward of 4 samples on each of 100 held-out prompts (seeded, so a fixed number per model)."""
     prompts = make_prompts(get_task("arithmetic"), 100, seed=1234)
     sampling = SamplingConfig(n_samples=4, max_new_tokens=8, seed=7, batch_size=400)
-    return evaluate_model(model_dir, prompts, resolve_judge("gym:arithmetic"), sampling=sampling)["reward_mean"]
+    return evaluate_model(model_dir, prompts, "gym:arithmetic", sampling=sampling)["reward_mean"]
 
 
 # ---------------------------------------------------------------------------------------------- learning
@@ -132,7 +134,7 @@ def test_batches_hold_the_generated_token_ids_exactly(sft_dir, tmp_path, monkeyp
         return batch, metrics
 
     monkeypatch.setattr(online.OnlineTrainer, "rollout", rollout)
-    run_online(config(sft_dir, tmp_path / "run", max_steps=2, per_device_train_batch_size=3, num_generations=2))
+    run_online(config(sft_dir, tmp_path / "run", max_steps=2, per_device_train_batch_size=3, n_samples=2))
     task = get_task("arithmetic")
     seeds = []
     for prompts, batch, (seed, samples) in seen:
@@ -151,13 +153,13 @@ def test_batches_hold_the_generated_token_ids_exactly(sft_dir, tmp_path, monkeyp
 
 def test_accumulated_micro_batches_sample_with_their_own_seeds(sft_dir, tmp_path, monkeypatch):
     seeds = []
-    original = online.HFSampler.sample
+    original = generation.HFSampler.sample
 
     def sample(self, model, prompts, cfg):
         seeds.append(cfg.seed)
         return original(self, model, prompts, cfg)
 
-    monkeypatch.setattr(online.HFSampler, "sample", sample)
+    monkeypatch.setattr(generation.HFSampler, "sample", sample)
     run_online(config(sft_dir, tmp_path / "run", max_steps=2, per_device_train_batch_size=4,
                       gradient_accumulation_steps=2))
     assert seeds == [step_seed(0, 0, 0), step_seed(0, 0, 1), step_seed(0, 1, 0), step_seed(0, 1, 1)]
@@ -215,20 +217,18 @@ def test_ensemble_reward_members_feed_edpo(sft_dir, tmp_path, monkeypatch):
     member mean."""
     task = get_task("arithmetic")
 
-    class TwoMembers:
-        name, columns, value_range = "two", ["a", "b"], None
+    class TwoMembers(RewardSource):
+        kind, columns = "two", ["a", "b"]
 
-        def score(self, prompts, responses):
-            import numpy as np
+        def _identity(self):
+            return {}
 
+        def score(self, prompts, responses, progress=None):
             gold = np.array([task.gold_reward(p, r) for p, r in zip(prompts, responses)])
             return np.stack([gold, 1.0 - gold], axis=1)
 
-        def close(self):
-            """Nothing to free: no model behind this source."""
-
-    monkeypatch.setattr(online.OnlineReward, "_from_source",
-                        lambda self, spec: setattr(self, "source", TwoMembers()) or None)
+    real = online.build_source
+    monkeypatch.setattr(online, "build_source", lambda spec: TwoMembers() if isinstance(spec, dict) else real(spec))
     run_online(config(sft_dir, tmp_path / "run", reward={"type": "ensemble", "path": "unused"}, objective="edpo",
                       transform=None, objective_args={}, max_steps=1))
     row = next(r for r in logged(tmp_path / "run") if "loss" in r)
@@ -250,13 +250,13 @@ def test_step_seeds_are_distinct_and_reproducible():
 
 
 def test_reward_specs():
-    gym = OnlineReward("gym:sort")
-    assert gym.value_range == (0.0, 1.0)
+    gym = build_source("gym:sort")
+    assert gym.value_range == (0.0, 1.0) and gym.name == "gym:sort"
     assert gym.score(["sort: b a ->"], [" a, b"]).tolist() == [1.0]
-    with pytest.raises(ConfigError, match="judge spec"):
-        OnlineReward(3)
+    with pytest.raises(ConfigError, match="reward source"):
+        build_source(3)
     with pytest.raises(ConfigError, match="not a directory"):
-        OnlineReward("rm:/nonexistent/rm")
+        build_source("rm:/nonexistent/rm")
 
 
 def fail_if_model_loads(*args, **kwargs):
@@ -267,7 +267,7 @@ def fail_if_model_loads(*args, **kwargs):
     ({"algorithm": "ppo"}, "algorithm must be one of una, rloo"),
     ({"algorithm": "rloo", "objective": "una_score_mse"}, "algorithm rloo trains objective rloo"),
     ({"objective": "rloo"}, "set algorithm: rloo"),
-    ({"algorithm": "rloo", "num_generations": 1, "transform": None, "objective_args": {}}, "num_generations >= 2"),
+    ({"algorithm": "rloo", "n_samples": 1, "transform": None, "objective_args": {}}, "n_samples >= 2"),
     ({"objective": "dpoo"}, "unknown objective 'dpoo'"),
     ({"objective_args": {"betta": 0.1}}, "betta"),
     ({"reward": None}, "no reward given"),
@@ -282,6 +282,6 @@ def fail_if_model_loads(*args, **kwargs):
     ({"learning_rat": 0.1}, "learning_rat"),
 ])
 def test_bad_configs_fail_before_any_model_is_loaded(sft_dir, tmp_path, monkeypatch, overrides, words):
-    monkeypatch.setattr(online_command, "load_causal_lm", fail_if_model_loads)
+    monkeypatch.setattr(online, "load_causal_lm", fail_if_model_loads)
     with pytest.raises(ConfigError, match=words):
         run_online(config(sft_dir, tmp_path / "run", **overrides))

@@ -8,9 +8,9 @@ import pytest
 
 from rewardalign.data import load_groups
 from rewardalign.modeling.tiny import save_tiny
-from rewardalign.rewards.annotate import annotate
-from rewardalign.rewards.train import train_reward_model
-from rewardalign.train.align_command import run_align
+from rewardalign.rewards.annotate import run_annotate as annotate
+from rewardalign.train.align import run_align
+from rewardalign.train.reward_model import run_train_rm as train_reward_model
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS = ROOT / "examples/tiny/data/pairs.jsonl"

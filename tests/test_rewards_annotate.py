@@ -14,9 +14,10 @@ from rewardalign.config import ConfigError
 from rewardalign.data import load_groups
 from rewardalign.data.schema import DataError
 from rewardalign.modeling.tiny import build_tiny_model, build_tiny_tokenizer
-from rewardalign.rewards.annotate import annotate, sidecar_path
+from rewardalign.rewards.annotate import run_annotate as annotate
+from rewardalign.rewards.annotate import sidecar_path
+from rewardalign.rewards.model_sources import RewardModelSource
 from rewardalign.rewards.models import RewardModel, write_ensemble_config
-from rewardalign.rewards.sources import RewardModelSource
 from rewardalign.rewards.transforms import sigmoid
 
 GROUPS = [

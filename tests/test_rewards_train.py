@@ -11,11 +11,13 @@ import yaml
 from rewardalign import cli
 from rewardalign.config import ConfigError
 from rewardalign.data.tokenize import TokenizeConfig, tokenize_groups
-from rewardalign.modeling.tiny import load_tokenizer, save_tiny
+from rewardalign.modeling.loading import load_tokenizer
+from rewardalign.modeling.tiny import save_tiny
+from rewardalign.rewards.model_sources import EnsembleSource
 from rewardalign.rewards.models import RewardEnsemble, RewardModel, ensemble_members
 from rewardalign.rewards.pairs import build_pairs
-from rewardalign.rewards.sources import EnsembleSource
-from rewardalign.rewards.train import evaluate_pairs, train_reward_model
+from rewardalign.train.reward_model import evaluate_pairs
+from rewardalign.train.reward_model import run_train_rm as train_reward_model
 
 WORDS = "red blue green fast slow big small cat dog sun moon tree".split()
 
@@ -122,14 +124,14 @@ def test_ensemble_members_saved_and_loaded(setup):
     assert values.shape == (3, 2)
     assert not np.allclose(values[:, 0], values[:, 1])
     single = RewardModel.from_pretrained(members[1])
-    from rewardalign.rewards.sources import RewardModelSource
+    from rewardalign.rewards.model_sources import RewardModelSource
 
     assert np.allclose(RewardModelSource(members[1]).score(prompts, responses), values[:, 1], atol=1e-6)
     assert single.kind == "bt"
 
 
 def test_bad_config_fails_before_any_model_loads(setup, monkeypatch, capsys):
-    import rewardalign.rewards.train as train_mod
+    import rewardalign.train.reward_model as train_mod
 
     def no_loading(*args, **kwargs):
         raise AssertionError("a model was loaded before the config was checked")

@@ -11,7 +11,7 @@ from rewardalign.config import ConfigError
 from rewardalign.data.collate import collate_groups
 from rewardalign.data.schema import Group
 from rewardalign.data.tokenize import TokenizeConfig, tokenize_groups
-from rewardalign.train.sft_command import SFTTrainer, demonstrations, run_sft
+from rewardalign.train.sft import SFTTrainer, demonstrations, run_sft
 
 ROOT = Path(__file__).resolve().parents[1]
 SFT_DATA = str(ROOT / "examples/tiny/data/sft.jsonl")
@@ -34,8 +34,9 @@ def test_sft_loss_is_the_mean_nll_of_response_tokens_only(tokenizer, model):
 
 
 def _bare_sft():
-    trainer = SFTTrainer.__new__(SFTTrainer)
+    trainer = SFTTrainer.__new__(SFTTrainer)  # compute_loss alone: no Trainer behind it
     trainer.logprob_chunk_size = 3
+    trainer._response_tokens = torch.zeros((), dtype=torch.long)
     return trainer
 
 

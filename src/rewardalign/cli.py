@@ -16,17 +16,17 @@ from .data.schema import DataError
 
 # command name -> (module, one-line help). Modules are imported only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "sft": ("rewardalign.train.sft_command", "supervised fine-tuning on prompt/response demonstrations"),
-    "align": ("rewardalign.train.align_command", "offline alignment with any objective of the registry"),
-    "evaluate": ("rewardalign.evaluate.command", "sample a model on prompts: judge reward, KL, win rate, drift"),
-    "compare": ("rewardalign.evaluate.report", "several run folders as one table, plots and JSON"),
-    "train-rm": ("rewardalign.rewards.train_command", "train a reward model (bt, oracle or ensemble) on preference pairs"),
-    "annotate": ("rewardalign.rewards.annotate_command", "score every response with a reward source (cached)"),
-    "demo": ("rewardalign.gym.demo", "the whole pipeline on a gym task, offline: SFT, RM, every method, report"),
-    "online": ("rewardalign.train.online_command", "online alignment: UNA online on sampled responses, or RLOO"),
+    "sft": ("rewardalign.commands.sft", "supervised fine-tuning on prompt/response demonstrations"),
+    "train-rm": ("rewardalign.commands.train_rm", "train a reward model (bt, oracle or ensemble) on preference pairs"),
+    "annotate": ("rewardalign.commands.annotate", "score every response with a reward source (cached)"),
+    "align": ("rewardalign.commands.align", "offline alignment with any objective of the registry"),
+    "online": ("rewardalign.commands.online", "online alignment: UNA online on sampled responses, or RLOO"),
+    "evaluate": ("rewardalign.commands.evaluate", "sample a model on prompts: judge reward, KL, win rate, drift"),
+    "compare": ("rewardalign.commands.compare", "several run folders as one table, plots and JSON"),
+    "demo": ("rewardalign.commands.demo", "the whole pipeline on a gym task, offline: SFT, RM, every method, report"),
 }
 DATA_COMMANDS: dict[str, tuple[str, str]] = {
-    "inspect": ("rewardalign.data.inspect", "statistics and rejected rows of a data set, before training"),
+    "inspect": ("rewardalign.commands.inspect", "statistics and rejected rows of a data set, before training"),
 }
 
 

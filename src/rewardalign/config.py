@@ -17,8 +17,6 @@ from typing import Any, TypeVar
 
 import yaml
 
-from .data.tokenize import TokenizeConfig
-
 T = TypeVar("T")
 
 
@@ -109,19 +107,53 @@ def resolve(path: str | Path | None, argv: list[str]) -> dict[str, Any]:
     return apply_overrides(load_yaml(path), parse_overrides(argv))
 
 
-TRAINING_ARGS_NOTE = ", and any transformers TrainingArguments field (output_dir, learning_rate, max_steps, ...)"
+TRAINING_ARGS_NOTE = ("Any transformers TrainingArguments field (output_dir, learning_rate, max_steps, "
+                      "per_device_train_batch_size, ...) sits beside these fields and is passed to the trainer.")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type, notes: str = ".") -> None:
-    """A command's ``--config`` option, and an epilog listing the fields of dataclass ``cls`` then ``notes``."""
+def opt(default: Any = None, help: str = "", *, factory: Any = None) -> Any:
+    """A config field with its help text (the HF ``HfArgumentParser`` convention: ``metadata["help"]``)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+def field_help(cls: type) -> str:
+    """Every field of dataclass ``cls`` with its default and help text, one per line (what ``--help`` shows)."""
+    lines = []
+    for f in dataclasses.fields(cls):
+        if f.name == "training":
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = "(required)"
+        help_text = f.metadata.get("help", "")
+        lines.append(f"  --{f.name} (default: {default!r})" + (f"\n      {help_text}" if help_text else ""))
+    return "\n".join(lines)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, notes: str = "") -> None:
+    """A command's ``--config`` option, and an epilog listing each field of dataclass ``cls`` (default, help)
+    then ``notes``."""
     parser.add_argument("--config", help="YAML config; any field can also be given as --field value")
-    parser.epilog = "Fields: " + ", ".join(f.name for f in dataclasses.fields(cls)) + notes
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = "config fields:\n" + field_help(cls) + ("\n\n" + notes if notes else "")
 
 
 def from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
-    """Build dataclass ``cls`` from ``data``; an unknown field is an error that lists the known ones."""
+    """Build dataclass ``cls`` from ``data``; an unknown field is an error that lists the known ones. A ``cls``
+    with a ``training`` field takes every other key there (transformers ``TrainingArguments`` fields, checked
+    when the run builds them)."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
+    if unknown and "training" in names:
+        rest = {k: data[k] for k in unknown}
+        data = {k: v for k, v in data.items() if k in names}
+        data["training"] = {**dict(data.get("training") or {}), **rest}
+        unknown = []
     if unknown:
         raise ConfigError(f"unknown {what} field(s) {unknown}; known fields: {sorted(names)}")
     try:
@@ -130,41 +162,53 @@ def from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
         raise ConfigError(f"bad {what} config: {err}") from err
 
 
-def split_known(data: dict[str, Any], cls: type) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split ``data`` into the fields of dataclass ``cls`` and the rest."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in data.items() if k in names}, {k: v for k, v in data.items() if k not in names}
+def as_config(cls: type[T], value: T | dict[str, Any], what: str) -> T:
+    """``value`` when it is already a ``cls``; a mapping (a YAML file's content) is built into one."""
+    return value if isinstance(value, cls) else from_dict(cls, dict(value), what)
+
+
+def flat_dict(cfg: Any) -> dict[str, Any]:
+    """A config dataclass as the flat mapping its YAML file holds: ``training`` fields beside the others."""
+    out = dataclasses.asdict(cfg)
+    return out | dict(out.pop("training", None) or {})
+
+
+def check_model_path(path: str | None, what: str = "model") -> None:
+    """Fail before any loading when a local model path is missing (hub names are left to transformers)."""
+    if not path:
+        raise ConfigError(f"no {what} given: set `{what}: PATH` in the config or pass --{what} PATH")
+    p = Path(path)
+    looks_local = p.is_absolute() or path.startswith(".") or p.exists() or path.count("/") != 1
+    if looks_local and not (p / "config.json").is_file():
+        raise ConfigError(f"{what} path '{path}' is not a model directory (no config.json there); "
+                          f"train one with `rewardalign sft` or point --{what} at a save_pretrained directory")
 
 
 @dataclass
 class ModelFields:
     """Config fields of every command that loads a causal LM: which one, in what precision, and how it runs."""
 
-    model: str | None = None
-    torch_dtype: str = "float32"
-    logprob_chunk_size: int = 1024
-    dropout: bool = False
-    trust_remote_code: bool = False
-    attn_implementation: str | None = None
+    model: str | None = opt(None, "the policy: a save_pretrained directory (or a hub id where a network exists)")
+    torch_dtype: str = opt("float32", "weights' dtype: float32, bfloat16 or float16")
+    logprob_chunk_size: int = opt(1024, "rows of the vocabulary projection computed at once (memory vs speed)")
+    dropout: bool = opt(False, "keep the model's dropout during training (off by default, as in TRL)")
+    trust_remote_code: bool = opt(False, "run the model repository's own code (only for code you trust)")
+    attn_implementation: str | None = opt(None, "sdpa, eager, flash_attention_2 or flex_attention; "
+                                                "transformers' choice when unset")
 
 
 @dataclass
 class RunFields(ModelFields):
-    """Config fields of every command that trains on a data set: where it is, its format, how it is tokenised."""
+    """Config fields of every command that trains on a data set: where it is, its format, how it is tokenised,
+    and the transformers ``TrainingArguments`` (``training``; flat in YAML and on the command line)."""
 
-    data: str | None = None
-    format: str | None = None
-    format_options: dict[str, Any] = field(default_factory=dict)
-    split: str | None = None
-    on_error: str = "raise"
-    max_length: int = 512
-    max_prompt_length: int | None = None
-    truncation: str = "truncate"
-    chat_template: str = "auto"
-
-    def tokenize_config(self) -> TokenizeConfig:
-        try:
-            return TokenizeConfig(max_length=self.max_length, max_prompt_length=self.max_prompt_length,
-                                  truncation=self.truncation, chat_template=self.chat_template)
-        except ValueError as err:
-            raise ConfigError(str(err)) from err
+    data: str | None = opt(None, "training data: a JSONL/JSON/CSV/Parquet file, a save_to_disk directory")
+    format: str | None = opt(None, "pairs, binary, scores, ultrafeedback, helpsteer or group; detected if unset")
+    format_options: dict[str, Any] = opt(help="options of the format, e.g. {score_range: [1, 10]}", factory=dict)
+    split: str | None = opt(None, "the split of a datasets directory or hub data set")
+    on_error: str = opt("raise", "a bad row: raise (stop, naming file, row, field) or drop (count and report)")
+    max_length: int = opt(512, "longest prompt + response, in tokens")
+    max_prompt_length: int | None = opt(None, "longest prompt, in tokens (default: max_length // 2)")
+    truncation: str = opt("truncate", "too long: truncate (keep the prompt's end, the response's start) or drop")
+    chat_template: str = opt("auto", "auto (message lists only), always (wrap plain text) or never")
+    training: dict[str, Any] = opt(help="transformers TrainingArguments fields", factory=dict)

@@ -8,18 +8,14 @@ source cannot be read as groups (missing file or columns, bad options).
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rewardalign.data.formats import FORMATS, detect_format
-from rewardalign.data.loaders import load_groups, read_rows
-from rewardalign.data.schema import DataError, DropReport, Group
+from rewardalign.data.schema import DropReport, Group
 from rewardalign.data.tokenize import render
 
 PERCENTILES = (50, 90, 99)
@@ -116,64 +112,7 @@ def format_inspection(stats: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the arguments of ``rewardalign data inspect`` to ``parser``."""
-    parser.add_argument(
-        "path", help="a .jsonl/.json/.parquet/.csv file, a save_to_disk directory or a Hub name"
-    )
-    parser.add_argument("--format", choices=list(FORMATS), help="the data format (default: from the columns)")
-    parser.add_argument("--split", help="the split of a DatasetDict")
-    parser.add_argument(
-        "--tokenizer", metavar="DIR", help="a tokenizer directory, for token length percentiles"
-    )
-    parser.add_argument(
-        "--on-error",
-        choices=("drop", "raise"),
-        default="drop",
-        help="drop: list every bad row (default); raise: stop at the first",
-    )
-    parser.add_argument("--expected-k", type=int, help="reject groups with another number of responses")
-    parser.add_argument(
-        "--score-range",
-        nargs=2,
-        type=float,
-        default=(0.0, 1.0),
-        metavar=("LO", "HI"),
-        help="the declared range of a score column (default 0 1)",
-    )
-    parser.add_argument(
-        "--score-field", choices=("scores", "rewards"), help="read a score column as this field"
-    )
-
-
-def run_inspect(args: argparse.Namespace) -> int:
-    """Load ``args.path``, print its statistics and rejected rows; return the exit code."""
-    options = {"score_field": args.score_field} if args.score_field else {}
-    try:
-        rows, columns = read_rows(args.path, split=args.split)
-        format = args.format or detect_format(columns)
-        groups, report = load_groups(
-            rows,
-            format,
-            on_error=args.on_error,
-            score_range=tuple(args.score_range),
-            expected_k=args.expected_k,
-            **options,
-        )
-        stats = inspect_groups(groups, report, _tokenizer(args.tokenizer))
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError, TypeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"source: {args.path}")
-    print(f"format: {format} (columns: {', '.join(columns)})")
-    print(format_inspection(stats))
-    return 1 if len(report) else 0
-
-
-def _tokenizer(path: str | None) -> Any:
+def load_tokenizer_dir(path: str | None) -> Any:
     """The tokenizer of a local directory (never the Hub), or None."""
     if path is None:
         return None
@@ -182,15 +121,3 @@ def _tokenizer(path: str | None) -> Any:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(path)
-
-
-add_arguments = add_inspect_arguments
-"""The command-module interface of :mod:`rewardalign.cli`."""
-
-
-def run(args: argparse.Namespace, overrides: list[str]) -> int:
-    """The command-module interface of :mod:`rewardalign.cli`: inspect takes no config overrides."""
-    if overrides:
-        print(f"error: unrecognized arguments: {' '.join(overrides)}", file=sys.stderr)
-        return 2
-    return run_inspect(args)

@@ -33,6 +33,13 @@ class TokenizeConfig:
     chat_template: Literal["auto", "always", "never"] = "auto"
     add_eos: bool = True
 
+    @classmethod
+    def of(cls, fields: Any) -> TokenizeConfig:
+        """The settings of a run config (anything with max_length, max_prompt_length, truncation and
+        chat_template attributes)."""
+        return cls(max_length=fields.max_length, max_prompt_length=fields.max_prompt_length,
+                   truncation=fields.truncation, chat_template=fields.chat_template)
+
     def __post_init__(self) -> None:
         if self.truncation not in ("truncate", "drop"):
             raise ValueError(f"truncation must be 'truncate' or 'drop', got {self.truncation!r}")

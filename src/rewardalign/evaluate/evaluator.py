@@ -1,4 +1,4 @@
-"""``evaluate_model``: samples of a policy on prompts, scored by a judge, against a reference and a baseline.
+"""``evaluate_model``: samples of a policy on prompts, scored by a judge (any reward source), against a reference and a baseline.
 
 What it measures (each only where its inputs are given):
 
@@ -29,14 +29,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import ConfigError
+from ..config import ConfigError, check_model_path
 from ..data.collate import collate_groups
 from ..data.schema import Group, Text
 from ..data.tokenize import TokenizeConfig, TokenizedGroup, tokenize_groups
+from ..modeling.generation import Samples, SamplingConfig, generate_samples, stop_token_ids
+from ..modeling.loading import load_causal_lm, load_tokenizer, resolve_device
 from ..modeling.logprobs import batch_logps
+from ..rewards.base import RewardSource, mean_reward, score_finite
+from ..rewards.sources import build_source
 from . import metrics
-from .generation import Samples, SamplingConfig, generate_samples, stop_token_ids
-from .judges import Judge, judge_name, score_responses
 
 ModelLike = nn.Module | str
 
@@ -45,13 +47,9 @@ def _load(model: ModelLike, device: torch.device | None = None, what: str = "mod
           trust_remote_code: bool = False) -> nn.Module:
     if isinstance(model, nn.Module):
         return model
-    from ..train.common import check_model_path, load_causal_lm
-
     check_model_path(model, what)
     loaded = load_causal_lm(model, dtype, trust_remote_code)
-    if device is None:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return loaded.to(device)
+    return loaded.to(device if device is not None else resolve_device("auto"))
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -60,8 +58,6 @@ def _device(model: nn.Module) -> torch.device:
 
 def _tokenizer_of(path: ModelLike) -> Any | None:
     if isinstance(path, str) and (Path(path) / "tokenizer_config.json").is_file():
-        from ..modeling.tiny import load_tokenizer
-
         return load_tokenizer(path)
     return None
 
@@ -117,10 +113,11 @@ def _nested(flat: list[float], n: int) -> list[list[float]]:
     return [flat[i: i + n] for i in range(0, len(flat), n)]
 
 
-def _rewards(judge: Judge, samples: Samples) -> list[list[float]]:
+def _rewards(judge: RewardSource, samples: Samples) -> list[list[float]]:
+    """The judge's reward of every sample (an ensemble's member mean), nested [prompt][sample]."""
     prompts = [p for p, row in zip(samples.prompts, samples.texts) for _ in row]
-    flat = score_responses(judge, prompts, [t for row in samples.texts for t in row])
-    return _nested(flat, samples.n_samples)
+    flat = mean_reward(score_finite(judge, prompts, [t for row in samples.texts for t in row]))
+    return _nested([float(v) for v in flat], samples.n_samples)
 
 
 def displacement(policy: nn.Module, reference: nn.Module, tokenizer: Any, pairs: Sequence[Group],
@@ -155,7 +152,7 @@ def displacement(policy: nn.Module, reference: nn.Module, tokenizer: Any, pairs:
 def evaluate_model(
     model: ModelLike,
     prompts: Sequence[Text],
-    judge: Judge | None = None,
+    judge: RewardSource | Any = None,
     *,
     tokenizer: Any = None,
     reference: ModelLike | None = None,
@@ -174,7 +171,8 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Evaluate a policy (a model or a model directory) on ``prompts``; returns the metrics and the samples.
 
-    ``judge`` gives rewards (reward_mean, win_rate); ``reference`` gives kl and, with ``pairs`` (groups with
+    ``judge`` (a reward source, or anything :func:`~rewardalign.rewards.sources.build_source` takes: a spec
+    string, a mapping, a callable) gives rewards (reward_mean, win_rate); ``reference`` gives kl and, with ``pairs`` (groups with
     feedback, e.g. a held-out split), the likelihood displacement; ``baseline`` gives win_rate (with
     ``baseline_tokenizer``, else its directory's, else the policy's). ``tokenizer`` defaults to the policy
     directory's. ``max_length`` bounds the tokenised pairs (prompt and response, as in training).
@@ -187,6 +185,7 @@ def evaluate_model(
     baseline_reward). ``eval.json`` is this dict without ``samples``.
     """
     sampling = sampling or SamplingConfig()
+    judge = None if judge is None else build_source(judge)
     if not prompts:
         raise ValueError("no prompts to evaluate on")
     if tokenizer is None:
@@ -208,7 +207,7 @@ def evaluate_model(
     out: dict[str, Any] = {
         "n_prompts": samples.n_prompts,
         "n_samples": sampling.n_samples,
-        "judge": judge_name(judge) if judge is not None else None,
+        "judge": judge.name if judge is not None else None,
         "sampling": {k: getattr(sampling, k) for k in ("temperature", "top_p", "top_k", "max_new_tokens", "seed",
                                                          "batch_size")},
         "ci": stats | {"unit": "prompt" if samples.n_prompts > 1 else "sample"},

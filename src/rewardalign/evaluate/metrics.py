@@ -25,7 +25,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-CI_METHODS = ("normal", "bootstrap")
+from .config import CI_METHODS
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ rejected_logp_shift, length, ...); it needs at least one of them. The output fol
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -223,21 +222,3 @@ def compare_runs(paths: list[str | Path], output: str | Path) -> dict[str, Any]:
               "plots": written, "notes": notes}
     (out / "compare.json").write_text(json.dumps(report, indent=2, default=str))
     return report
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (summary.json, config.yaml, "
-                                                               "metrics.jsonl, eval.json)")
-    parser.add_argument("--output", default="compare", help="output folder (default: ./compare)")
-
-
-def run(args: argparse.Namespace, overrides: list[str]) -> int:
-    if overrides:
-        raise ConfigError(f"compare takes run folders and --output only; unexpected: {' '.join(overrides)}")
-    report = compare_runs(args.runs, args.output)
-    print(report["table"])
-    for note in report["notes"]:
-        print(f"note: {note}")
-    print(f"\nwritten: {Path(args.output) / 'compare.md'}, compare.json"
-          + "".join(f", {name}" for name in report["plots"].values()))
-    return 0

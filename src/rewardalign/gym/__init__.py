@@ -2,7 +2,8 @@
 
 A task (:mod:`.tasks`) writes short prompts, imperfect demonstrations for SFT and a gold reward of
 (prompt, response) with several facets; :mod:`.data` makes seeded data sets of it; :mod:`.feedback` turns
-sampled responses into groups with rewards, scores, labels and Bradley-Terry preference pairs.
+sampled responses into groups with rewards, scores, labels and Bradley-Terry preference pairs. A task's gold
+reward as a reward source is :class:`rewardalign.rewards.sources.GymSource` (spec ``gym:<task>``).
 """
 
 from .data import make_corpus, make_prompts, make_sft_data, read_jsonl, write_jsonl
@@ -15,13 +16,12 @@ from .feedback import (
     reward_labels,
     reward_to_score,
 )
-from .tasks import TASKS, ArithmeticTask, GoldJudge, KeywordTask, SortTask, Task, get_task, gold_judge
+from .tasks import TASKS, ArithmeticTask, KeywordTask, SortTask, Task, get_task
 
 __all__ = [
     "TASKS",
     "ArithmeticTask",
     "FeedbackConfig",
-    "GoldJudge",
     "KeywordTask",
     "SortTask",
     "Task",
@@ -30,7 +30,6 @@ __all__ = [
     "build_groups",
     "build_pairs",
     "get_task",
-    "gold_judge",
     "make_corpus",
     "make_prompts",
     "make_sft_data",

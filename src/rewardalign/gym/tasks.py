@@ -27,12 +27,10 @@ from typing import Any, ClassVar
 __all__ = [
     "TASKS",
     "ArithmeticTask",
-    "GoldJudge",
     "KeywordTask",
     "SortTask",
     "Task",
     "get_task",
-    "gold_judge",
 ]
 
 
@@ -350,30 +348,3 @@ def get_task(name: str, **kwargs: Any) -> Task:
     if name not in TASKS:
         raise ValueError(f"unknown gym task {name!r}; known: {', '.join(sorted(TASKS))}")
     return TASKS[name](**kwargs)
-
-
-class GoldJudge:
-    """The task's gold reward as a judge: ``judge(prompt, response) -> float``, or a batch with
-    :meth:`batch`. ``reward_range`` says where the values lie. Usable as a ``rule`` reward source
-    (``RuleSource(gold_judge("sort"))``)."""
-
-    def __init__(self, task: Task):
-        self.task = task
-        self.name = f"gold:{task.name}"
-        self.reward_range = task.reward_range
-        # A name that a function would have, holding the task's knobs: a rule reward source built on this
-        # judge reads it as its spec, so a cache keyed on the spec changes when the task does.
-        self.__qualname__ = self.__name__ = f"gold_judge({task!r})"
-
-    def __call__(self, prompt: str, response: str) -> float:
-        return self.task.gold_reward(prompt, response)
-
-    def batch(self, prompts: list[str], responses: list[str]) -> list[float]:
-        if len(prompts) != len(responses):
-            raise ValueError(f"{len(prompts)} prompts for {len(responses)} responses")
-        return [self.task.gold_reward(p, r) for p, r in zip(prompts, responses)]
-
-
-def gold_judge(task: Task | str, **kwargs: Any) -> GoldJudge:
-    """A judge scoring with the gold reward of ``task`` (a Task, or a registered name built with ``kwargs``)."""
-    return GoldJudge(get_task(task, **kwargs) if isinstance(task, str) else task)

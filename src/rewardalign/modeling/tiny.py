@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 
@@ -80,11 +80,3 @@ def save_tiny(texts: Iterable[str], path: str | Path, vocab_size: int = 512, see
     tokenizer.save_pretrained(path)
     model.save_pretrained(path)
     return path
-
-
-def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
-    """Load a tokenizer from a local directory (or a hub name where a network exists)."""
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer

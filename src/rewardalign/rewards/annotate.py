@@ -34,8 +34,9 @@ from ..config import ConfigError, from_dict
 from ..data import Group, load_groups, write_groups_jsonl
 from ..data.schema import DataError
 from ..fingerprint import file_digest, hash_json, path_fingerprint
+from .base import BadReward, RewardSource
 from .config import AnnotateConfig
-from .sources import BadReward, RewardSource, build_source
+from .sources import build_source
 from .transforms import Transform, describe, out_of_range, parse_transform
 
 CACHE_VERSION = 1
@@ -113,7 +114,7 @@ def _split(values: np.ndarray, sizes: list[int]) -> list[list[float]]:
     return out
 
 
-def annotate(config: dict[str, Any] | AnnotateConfig, source: RewardSource | None = None,
+def run_annotate(config: dict[str, Any] | AnnotateConfig, source: RewardSource | None = None,
              verbose: bool = True) -> dict[str, Any]:
     """Annotate ``config.data`` and write ``config.output``; returns the summary (also printed when verbose).
 

@@ -3,11 +3,12 @@ command line lists these fields in its help without importing torch or transform
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, RunFields
+from ..config import ConfigError, RunFields, check_model_path, opt
+from ..data.tokenize import TokenizeConfig
 
 KINDS = ("bt", "oracle", "ensemble")
 
@@ -22,16 +23,22 @@ class RewardModelConfig(RunFields):
     training pairs when ``bootstrap``). ``seed`` also seeds the data order and the head initialisation.
     """
 
-    eval_data: str | None = None
-    eval_split: str | None = None
-    eval_fraction: float = 0.1
-    kind: str = "bt"
-    margin: float = 0.0
-    center_coefficient: float = 0.0
-    oracle_alpha: float = 0.1
-    members: int = 3
-    member_kind: str = "bt"
-    bootstrap: bool = False
+    eval_data: str | None = opt(None, "held-out groups; unset: eval_fraction of the prompts of data")
+    eval_split: str | None = opt(None, "the split of eval_data (a datasets directory)")
+    eval_fraction: float = opt(0.1, "share of the prompts held out when eval_data is unset")
+    kind: str = opt("bt", "bt, oracle (BT + oracle_alpha * NLL of the chosen response, 002 Eq. 5) or ensemble")
+    margin: float = opt(0.0, "BT margin: -logsig(r_w - r_l - margin)")
+    center_coefficient: float = opt(0.0, "weight of mean((r_w + r_l)^2), keeping rewards centred")
+    oracle_alpha: float = opt(0.1, "oracle: weight a of the NLL term, (1 - a) * BT + a * NLL")
+    members: int = opt(3, "ensemble: number of reward models (seeds seed + i)")
+    member_kind: str = opt("bt", "ensemble: kind of each member, bt or oracle")
+    bootstrap: bool = opt(False, "ensemble: each member on a bootstrap resample of the training pairs")
+
+    def tokenize_config(self) -> TokenizeConfig:
+        try:
+            return TokenizeConfig.of(self)
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
 
     def check(self) -> None:
         """Every check that needs no model; a ConfigError says what to change."""
@@ -52,7 +59,6 @@ class RewardModelConfig(RunFields):
         if not isinstance(self.format_options, dict):
             raise ConfigError("format_options must be a mapping of the format's options")
         self.tokenize_config()
-        from ..train.common import check_model_path  # torch and transformers: only when a run starts
 
         check_model_path(self.model)
         for name in ("data", "eval_data"):
@@ -83,19 +89,20 @@ class AnnotateConfig:
     write; cache / cache_dir: the raw-reward cache; progress: the tqdm bar.
     """
 
-    data: str | None = None
-    output: str | None = None
-    source: dict[str, Any] | str | None = None
-    format: str | None = None
-    format_options: dict[str, Any] = field(default_factory=dict)
-    split: str | None = None
-    on_error: str = "raise"
-    score_range: list[float] | None = None
-    transform: Any = "none"
-    target: str | None = None
-    cache: bool = True
-    cache_dir: str | None = None
-    progress: bool = True
+    data: str | None = opt(None, "the data to annotate: any format rewardalign.data loads")
+    output: str | None = opt(None, "the JSONL of native groups to write (with a .meta.json sidecar)")
+    source: dict[str, Any] | str | None = opt(None, "rm:<path>, rule:<module or file.py>:<fn>, gym:<task>, or "
+                                                    "a mapping {type: reward_model | ensemble | rule | ...}")
+    format: str | None = opt(None, "the data's format, when it is not detected")
+    format_options: dict[str, Any] = opt(help="options of the format, e.g. {score_range: [1, 10]}", factory=dict)
+    split: str | None = opt(None, "the split of a datasets directory")
+    on_error: str = opt("raise", "a bad row: raise (stop, naming file, row, field) or drop (count and report)")
+    score_range: list[float] | None = opt(None, "the declared range of the data's scores column")
+    transform: Any = opt("none", "none, standardize, minmax, sigmoid, or {kind, range, target}")
+    target: str | None = opt(None, "where transformed values go: scores or rewards (default: the transform's)")
+    cache: bool = opt(True, "reuse raw rewards cached for the same source, data and options")
+    cache_dir: str | None = opt(None, "the raw-reward cache (default: beside output)")
+    progress: bool = opt(True, "show a progress bar")
 
     def check(self) -> None:
         if not self.data:

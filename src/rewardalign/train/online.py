@@ -16,9 +16,9 @@ One training step of :class:`OnlineTrainer` (``compute_loss``), per micro-batch 
 
 1. sample K responses per prompt from the unwrapped policy, in eval mode, under ``no_grad``
    (:class:`HFSampler`: ``transformers`` generation, pure sampling at the given temperature, top-k off; or
-   :class:`rewardalign.train.online_vllm.VLLMSampler` on a GPU with ``vllm`` installed). The sampling seed is a
+   :class:`rewardalign.modeling.vllm.VLLMSampler` on a GPU with ``vllm`` installed). The sampling seed is a
    function of (seed, global step, micro-batch, process), so a resumed run draws the samples it would have drawn;
-2. score the decoded (prompt, response) texts with the reward (:class:`OnlineReward`), transform them;
+2. score the decoded (prompt, response) texts with the reward source, transform them;
 3. build one :class:`~rewardalign.data.tokenize.TokenizedGroup` per prompt from the prompt ids that were fed to
    generation and the sampled response ids exactly (text is never re-tokenised), collate (plain layout);
 4. policy log-probs (with gradient) and live reference log-probs (a frozen copy of the initial policy, or the
@@ -31,26 +31,35 @@ The train dataset is the prompts (:class:`PromptDataset`), so an epoch is one pa
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
+from transformers import set_seed
 
-from ..config import ConfigError
+from ..config import ConfigError, as_config, check_model_path, flat_dict
 from ..data.collate import collate_groups
+from ..data.prompts import load_prompts
 from ..data.schema import Text
 from ..data.tokenize import TokenizedGroup
-from ..evaluate.generation import Samples, SamplingConfig, generate_samples, stop_token_ids
-from ..evaluate.judges import resolve_judge, score_responses
+from ..gym import get_task, make_prompts
+from ..modeling.generation import HFSampler, SamplingConfig, stop_token_ids
+from ..modeling.loading import apply_lora, load_causal_lm, load_tokenizer
+from ..modeling.reference import LiveReference, PeftReference
 from ..objectives import compute_objective, get_objective
+from ..rewards.base import RewardSource, mean_reward, score_finite
+from ..rewards.sources import build_source
 from ..rewards.transforms import Transform, parse_transform
-from .trainer import AlignTrainer
+from ..runs import JsonlMetrics, Timer, training_arguments, write_run_files
+from .align import AlignTrainer
+from .configs import ALGORITHMS, SAMPLERS, OnlineConfig
+from .data import check_objective
 
 
 class PromptDataset(Dataset):
@@ -71,69 +80,6 @@ class PromptDataset(Dataset):
 def collate_prompts(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """A batch of prompts: ``prompts`` (a list, strings or message lists) and ``prompt_index`` [P]."""
     return {"prompts": [it["prompt"] for it in items], "prompt_index": torch.tensor([it["index"] for it in items])}
-
-
-# ---- rewards --------------------------------------------------------------------------------------------------
-
-
-JUDGE_KINDS = ("gym", "rule", "rm")
-
-
-class OnlineReward:
-    """The explicit reward of sampled (prompt, response) pairs.
-
-    ``spec`` is a judge spec string (``gym:<task>``: the task's gold reward; ``rule:<module>:<function>``;
-    ``rm:<path>``: a ``train-rm`` reward model or ensemble), a reward source mapping of
-    :func:`rewardalign.rewards.build_source` (``{type: reward_model | ensemble | rule | teacher_ratio, ...}``), or
-    any callable ``fn(prompt, response) -> float``. ``score`` gives float64 [N] rewards, or [N, M] for an
-    ensemble (one column per member). ``value_range`` is the declared range where the reward knows one (a gym
-    task's), the default of a ``minmax`` transform.
-    """
-
-    def __init__(self, spec: Any):
-        self.source = None
-        self.judge = None
-        self.value_range: tuple[float, float] | None = None
-        if callable(spec):
-            self.judge, self.name = spec, getattr(spec, "name", getattr(spec, "__qualname__", "callable"))
-        elif isinstance(spec, str) and spec.partition(":")[0] == "rm":
-            self._from_source(spec.partition(":")[2])
-            self.name = spec
-        elif isinstance(spec, str) and spec.partition(":")[0] in JUDGE_KINDS:
-            self.judge = resolve_judge(spec)
-            self.name = spec
-            owner = getattr(getattr(self.judge, "fn", None), "__self__", None)  # gym: a Task's bound gold_reward
-            self.value_range = getattr(owner, "reward_range", None) or getattr(self.judge, "reward_range", None)
-        elif isinstance(spec, dict):
-            self._from_source(spec)
-            self.name = self.source.name
-        else:
-            raise ConfigError(f"reward {spec!r}: give a judge spec ({', '.join(k + ':...' for k in JUDGE_KINDS)}) "
-                              f"or a reward source mapping {{type: reward_model | ensemble | rule | ...}}")
-
-    def _from_source(self, spec: Any) -> None:
-        from ..rewards import build_source
-
-        self.source = build_source(spec)
-        self.value_range = self.source.value_range
-
-    @property
-    def columns(self) -> list[str] | None:
-        return None if self.source is None else self.source.columns
-
-    def score(self, prompts: Sequence[Text], responses: Sequence[str]) -> np.ndarray:
-        if self.source is None:
-            return np.asarray(score_responses(self.judge, prompts, responses), dtype=np.float64)
-        values = np.asarray(self.source.score(list(prompts), list(responses)), dtype=np.float64)
-        if not np.isfinite(values).all():
-            i = int(np.flatnonzero(~np.isfinite(values).reshape(len(prompts), -1).all(axis=1))[0])
-            raise ValueError(f"reward {self.name} gave a non-finite reward for prompt {prompts[i]!r}, "
-                             f"response {responses[i]!r}")
-        return values
-
-    def close(self) -> None:
-        if self.source is not None:
-            self.source.close()
 
 
 def resolve_transform(spec: Any, objective: str, hparams: dict[str, Any] | None = None,
@@ -166,28 +112,14 @@ def step_seed(seed: int, step: int, micro: int = 0, process: int = 0) -> int:
     return int(np.random.SeedSequence([seed, step, micro, process]).generate_state(1, np.uint32)[0])
 
 
-class HFSampler:
-    """Samples with ``model.generate`` (:func:`rewardalign.evaluate.generation.generate_samples`): batched,
-    left-padded, seeded in a forked RNG, from the model's own distribution at ``temperature`` / ``top_p``."""
-
-    name = "hf"
-
-    def __init__(self, tokenizer: Any, chat_template: str = "auto", max_prompt_length: int | None = None):
-        self.tokenizer = tokenizer
-        self.chat_template = chat_template
-        self.max_prompt_length = max_prompt_length
-
-    def sample(self, model: nn.Module, prompts: Sequence[Text], cfg: SamplingConfig) -> Samples:
-        return generate_samples(model, self.tokenizer, prompts, cfg, self.chat_template, self.max_prompt_length)
-
-
 # ---- the trainer ----------------------------------------------------------------------------------------------
 
 
 class OnlineTrainer(AlignTrainer):
     """Online alignment with objective ``objective`` on samples of the current policy (module docstring).
 
-    ``train_dataset``: a :class:`PromptDataset`. ``reward``: an :class:`OnlineReward` (or a spec for one).
+    ``train_dataset``: a :class:`PromptDataset`. ``reward``: a reward source, or anything
+    :func:`~rewardalign.rewards.sources.build_source` takes (a spec string, a mapping, a callable).
     ``sampling``: K (``n_samples``), temperature, top_p, max_new_tokens and the generation batch size; its
     ``seed`` is replaced each step by :func:`step_seed`. ``transform``: raw rewards -> what the objective reads
     (:class:`rewardalign.rewards.transforms.Transform`; ``sigmoid`` / ``minmax`` give ``scores``, ``standardize``
@@ -211,7 +143,7 @@ class OnlineTrainer(AlignTrainer):
         args: Any,
         objective: str,
         train_dataset: PromptDataset,
-        reward: OnlineReward | Any,
+        reward: RewardSource | Any,
         processing_class: Any,
         sampling: SamplingConfig | None = None,
         objective_args: dict[str, Any] | None = None,
@@ -232,12 +164,12 @@ class OnlineTrainer(AlignTrainer):
             dropout=dropout, callbacks=callbacks,
         )
         self.data_collator = collate_prompts
-        self.reward = reward if isinstance(reward, OnlineReward) else OnlineReward(reward)
-        self.judge = None if judge is None else (judge if isinstance(judge, OnlineReward) else OnlineReward(judge))
+        self.reward = build_source(reward)
+        self.judge = None if judge is None else build_source(judge)
         self.sampling = sampling or SamplingConfig(n_samples=4)
         if self.sampling.n_samples < self.needs.min_k:
             raise ConfigError(f"objective '{objective}' needs K >= {self.needs.min_k} samples per prompt, "
-                              f"num_generations is {self.sampling.n_samples}")
+                              f"n_samples is {self.sampling.n_samples}")
         self.transform = resolve_transform(transform, objective, self.objective_args, self.reward.value_range)
         if self.needs.reference and reference is None:
             raise ConfigError(f"objective '{objective}' needs a live reference (reference: live or peft)")
@@ -268,7 +200,7 @@ class OnlineTrainer(AlignTrainer):
         sampled = time.perf_counter()
         flat_prompts = [p for p in prompts for _ in range(k)]
         flat_texts = [t for row in samples.texts for t in row]
-        raw = self.reward.score(flat_prompts, flat_texts)
+        raw = score_finite(self.reward, flat_prompts, flat_texts)
         members = raw.reshape(len(prompts), k, -1) if raw.ndim == 2 else None
         rewards = members.mean(axis=2) if members is not None else raw.reshape(len(prompts), k)
         values, _ = self.transform.apply(rewards)
@@ -286,7 +218,7 @@ class OnlineTrainer(AlignTrainer):
         if scores is not None:
             metrics["objective/score"] = float(scores.mean())
         if self.judge is not None:
-            gold = self.judge.score(flat_prompts, flat_texts)
+            gold = mean_reward(score_finite(self.judge, flat_prompts, flat_texts))
             metrics["judge/reward"] = float(gold.mean())
         groups = []
         for i, index in enumerate(indices):
@@ -312,11 +244,148 @@ class OnlineTrainer(AlignTrainer):
             ref_logps = self.reference.logps(model, batch, False).logps
         if ref_logps is not None:
             mask = obj_inputs.mask
-            step_metrics["objective/kl"] = float((obj_inputs.policy_logps.detach() - ref_logps)[mask].mean())
-        store = self._metrics["train" if model.training else "eval"]
-        for name, value in {**step_metrics, **{k: float(v) for k, v in metrics.items()}}.items():
-            if math.isfinite(value):
-                store[name].append(value)
-        self.response_tokens_seen += int(obj_inputs.n_tokens[obj_inputs.mask].sum())
-        self.samples_seen += int(obj_inputs.mask.sum())
+            step_metrics["objective/kl"] = (obj_inputs.policy_logps.detach() - ref_logps)[mask].mean()
+        self.record({**step_metrics, **metrics}, model.training)
+        self.count_tokens(obj_inputs.n_tokens, obj_inputs.mask)
+        self.samples_seen += len(indices) * self.sampling.n_samples
         return (loss, metrics) if return_outputs else loss
+
+
+# ---- the run ------------------------------------------------------------------------------------------------
+
+
+def check_config(cfg: OnlineConfig) -> tuple[str, dict[str, Any]]:
+    """(objective, validated hyperparameters), or a ConfigError saying what to change; no model is loaded."""
+    if cfg.algorithm not in ALGORITHMS:
+        raise ConfigError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {cfg.algorithm!r}")
+    objective = cfg.objective or ALGORITHMS[cfg.algorithm]
+    if cfg.algorithm == "rloo" and objective != "rloo":
+        raise ConfigError(f"algorithm rloo trains objective rloo, not {objective!r} (use algorithm: una for it)")
+    if cfg.algorithm == "una" and objective == "rloo":
+        raise ConfigError("objective rloo is the RLOO baseline: set algorithm: rloo")
+    hparams = check_objective(objective, cfg.objective_args)
+    needs = get_objective(objective).requirements(hparams)
+    if cfg.n_samples < max(1, needs.min_k):
+        raise ConfigError(f"objective '{objective}' needs n_samples >= {needs.min_k}, got {cfg.n_samples}")
+    if cfg.sampler not in SAMPLERS:
+        raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, got {cfg.sampler!r}")
+    if cfg.reference not in ("auto", "live", "peft"):
+        raise ConfigError(f"reference must be auto, live or peft, got {cfg.reference!r}")
+    if cfg.reference == "peft" and cfg.lora is None:
+        raise ConfigError("reference: peft needs lora (the reference is the base model under the adapters)")
+    if not 0.0 <= cfg.label_threshold <= 1.0:
+        raise ConfigError(f"label_threshold must be in [0, 1], got {cfg.label_threshold}")
+    check_model_path(cfg.model)
+    if not cfg.prompts:
+        raise ConfigError("no prompts given: set `prompts: PATH` (or gym:<task>) in the config or pass --prompts")
+    if cfg.reward is None:
+        raise ConfigError("no reward given: set `reward:` to gym:<task>, rule:<module>:<function>, rm:<path> "
+                          "or a reward source mapping")
+    return objective, hparams
+
+
+def online_prompts(cfg: OnlineConfig) -> list[Any]:
+    """The run's prompts: a gym task's (``gym:<task>``) or a file's distinct prompts."""
+    kind, _, task = cfg.prompts.partition(":")
+    if kind == "gym" and task:
+        try:
+            return make_prompts(get_task(task), cfg.max_prompts or 1000, seed=cfg.prompts_seed)
+        except ValueError as err:
+            raise ConfigError(f"prompts {cfg.prompts}: {err}") from err
+    prompts = load_prompts(cfg.prompts, cfg.prompts_format, cfg.split, cfg.max_prompts)
+    if not prompts:
+        raise ConfigError(f"no prompts in {cfg.prompts}")
+    return prompts
+
+
+def build_sampler(cfg: OnlineConfig, tokenizer: Any) -> Any:
+    from ..modeling.vllm import VLLMSampler, vllm_usable  # vllm itself is imported only where it is usable
+
+    if cfg.sampler == "vllm" or (cfg.sampler == "auto" and vllm_usable()):
+        if cfg.lora is not None:
+            raise ConfigError("sampler: vllm does not sync LoRA adapters; use sampler: hf with lora")
+        return VLLMSampler(cfg.model, tokenizer, cfg.vllm_gpu_memory_utilization, chat_template=cfg.chat_template,
+                           max_prompt_length=cfg.max_prompt_length)
+    return HFSampler(tokenizer, cfg.chat_template, cfg.max_prompt_length)
+
+
+def run_online(cfg: OnlineConfig | dict[str, Any], callbacks: list | None = None) -> dict[str, Any]:
+    """Train ``cfg.model`` online on ``cfg.prompts`` with ``cfg.reward``; returns the summary (also in the run
+    folder). ``callbacks`` are added to the trainer's (``transformers.TrainerCallback``)."""
+    cfg = as_config(OnlineConfig, cfg, "online")
+    timer = Timer()
+    args = training_arguments(cfg.training, "online")
+    objective, hparams = check_config(cfg)
+    try:
+        sampling = SamplingConfig(n_samples=cfg.n_samples, temperature=cfg.temperature, top_p=cfg.top_p,
+                                  top_k=0, max_new_tokens=cfg.max_new_tokens, seed=args.seed,
+                                  batch_size=cfg.generation_batch_size)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    reward = build_source(cfg.reward)
+    transform = resolve_transform(cfg.transform, objective, hparams, reward.value_range)
+    judge = None if cfg.judge is None else build_source(cfg.judge)
+    prompts = online_prompts(cfg)
+
+    set_seed(args.seed)
+    tokenizer = load_tokenizer(cfg.model)
+    model = load_causal_lm(cfg.model, cfg.torch_dtype, cfg.trust_remote_code, cfg.attn_implementation)
+    if cfg.lora is not None:
+        model = apply_lora(model, cfg.lora)
+    use_peft = cfg.reference == "peft" or (cfg.reference == "auto" and cfg.lora is not None)
+    if use_peft:
+        reference = PeftReference(cfg.logprob_chunk_size)
+    else:
+        reference = LiveReference(model, cfg.logprob_chunk_size)
+        reference.model.to(args.device)
+
+    trainer = OnlineTrainer(
+        model=model,
+        args=args,
+        objective=objective,
+        objective_args=hparams,
+        train_dataset=PromptDataset(prompts),
+        reward=reward,
+        processing_class=tokenizer,
+        sampling=sampling,
+        reference=reference,
+        transform=transform,
+        judge=judge,
+        sampler=build_sampler(cfg, tokenizer),
+        label_threshold=cfg.label_threshold,
+        logprob_chunk_size=cfg.logprob_chunk_size,
+        dropout=cfg.dropout,
+        chat_template=cfg.chat_template,
+        max_prompt_length=cfg.max_prompt_length,
+        callbacks=[JsonlMetrics(Path(args.output_dir) / "metrics.jsonl"), *(callbacks or [])],
+    )
+    result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    trainer.save_model(args.output_dir)
+    reward.close()
+    if judge is not None:
+        judge.close()
+
+    history = [h for h in trainer.state.log_history if "objective/reward" in h]
+    summary = {
+        "algorithm": cfg.algorithm,
+        "objective": objective,
+        "reward": reward.name,
+        "transform": trainer.transform.as_dict(),
+        "sampler": trainer.sampler.name,
+        "steps": trainer.state.global_step,
+        "processes": args.world_size,
+        "prompts": len(prompts),
+        "samples": trainer.samples_seen,
+        "response_tokens": trainer.response_tokens_seen,
+        "seconds": round(timer.seconds, 2),
+        "train_loss": result.training_loss,
+        "first_reward": history[0]["objective/reward"] if history else None,
+        "last_reward": history[-1]["objective/reward"] if history else None,
+        "last_kl": history[-1].get("objective/kl") if history else None,
+        "reference": "peft" if use_peft else "live",
+    }
+    if trainer.is_world_process_zero():
+        config = flat_dict(cfg) | {"objective": objective, "objective_args": hparams,
+                                   "transform": trainer.transform.as_dict()}
+        write_run_files(args.output_dir, config, summary)
+    return summary

@@ -1,4 +1,4 @@
-"""``rewardalign evaluate --config eval.yaml``: sample a model on prompts, score, compare, write the results.
+"""``run_evaluate``: sample a model on prompts, score, compare, write the results.
 
 Fields (any can be given on the command line, ``--n_samples 8``):
 
@@ -6,13 +6,13 @@ Fields (any can be given on the command line, ``--n_samples 8``):
 - ``prompts`` (required): a data file of any format ``rewardalign.data.load_groups`` reads (``prompts_format``
   to force one; the groups' prompts are used, each distinct prompt once, in file order), or a JSONL / JSON /
   CSV / parquet file whose rows have just a ``prompt`` (a string or a chat message list);
-- ``judge``: a judge spec (``gym:<task>``, ``rule:<module>:<function>``, ``rm:<path>``; see
-  :mod:`rewardalign.evaluate.judges`); without one no reward or win rate is measured;
+- ``judge``: a reward source spec (``gym:<task>``, ``rule:<module>:<function>``, ``rm:<path>``; see
+  :func:`rewardalign.rewards.sources.build_source`); without one no reward or win rate is measured;
 - ``reference``: a model directory for the KL estimate and the likelihood displacement (default none);
 - ``baseline``: a model directory whose samples the policy's are compared with (win rate);
 - ``pairs``: held-out groups with feedback (``pairs_format``, ``max_pairs``) for the likelihood displacement;
 - sampling: ``n_samples`` (4), ``temperature`` (1.0; 0 is greedy), ``top_p`` (1.0), ``top_k`` (0, off),
-  ``max_new_tokens`` (64), ``batch_size`` (16 sequences), ``seed`` (0), ``max_prompts`` (the first N);
+  ``max_new_tokens`` (64), ``generation_batch_size`` (16 sequences), ``seed`` (0), ``max_prompts`` (the first N);
 - tokenisation as in training: ``chat_template`` (auto); ``max_prompt_length`` (a longer prompt keeps its end;
   generation: no limit by default, pairs: max_length // 2 by default, as in training); ``max_length`` (pairs);
 - ``confidence`` (0.95) and ``ci_method`` (normal | bootstrap); ``torch_dtype``, ``logprob_chunk_size``,
@@ -24,87 +24,25 @@ Fields (any can be given on the command line, ``--n_samples 8``):
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..config import ConfigError, add_config_arguments, from_dict, resolve
-from ..data.schema import DataError, Group, Text, text_is_empty, text_key
-from ..modeling.tiny import load_tokenizer
-from ..train.common import Timer, check_model_path, print_summary
+from ..config import ConfigError, as_config, check_model_path
+from ..data import load_groups
+from ..data.prompts import load_prompts
+from ..data.schema import Group
+from ..modeling.generation import SamplingConfig
+from ..modeling.loading import load_tokenizer
+from ..rewards.sources import build_source
+from ..runs import Timer
+from .config import CI_METHODS, EvalConfig
 from .evaluator import evaluate_model, json_ready
-from .generation import SamplingConfig
-from .judges import resolve_judge
-from .metrics import CI_METHODS
 
-__all__ = ["EvalConfig", "evaluate_model", "load_prompts", "run_evaluate"]
-
-
-@dataclass
-class EvalConfig:
-    """The fields of ``eval.yaml`` (see the module docstring)."""
-
-    model: str | None = None
-    prompts: str | None = None
-    judge: str | None = None
-    output_dir: str | None = None
-    reference: str | None = None
-    baseline: str | None = None
-    pairs: str | None = None
-    prompts_format: str | None = None
-    pairs_format: str | None = None
-    split: str | None = None
-    n_samples: int = 4
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    max_new_tokens: int = 64
-    batch_size: int = 16
-    seed: int = 0
-    max_prompts: int | None = None
-    max_pairs: int | None = None
-    chat_template: str = "auto"
-    max_prompt_length: int | None = None
-    max_length: int = 512
-    confidence: float = 0.95
-    ci_method: str = "normal"
-    torch_dtype: str = "float32"
-    logprob_chunk_size: int = 1024
-    trust_remote_code: bool = False
-
-
-def load_prompts(source: str, format: str | None = None, split: str | None = None,
-                 max_prompts: int | None = None) -> list[Text]:
-    """The distinct prompts of a data source, in order (see the module docstring), the first ``max_prompts``."""
-    from ..data import load_groups, read_rows
-    from ..data.formats import fitting_formats
-
-    rows, columns = read_rows(source, split=split)
-    if format is None and not fitting_formats(columns):
-        if "prompt" not in columns:
-            raise ConfigError(f"prompts file {source}: no data format fits its columns {columns} and it has no "
-                              "'prompt' column")
-        prompts = []
-        for i, row in enumerate(rows):
-            prompt = row.get("prompt")
-            if not isinstance(prompt, (str, list)) or text_is_empty(prompt):
-                raise DataError(i, "prompt", f"must be a non-empty string or message list, got {prompt!r}")
-            prompts.append(prompt)
-    else:
-        groups, _ = load_groups(rows, format)
-        prompts = [g.prompt for g in groups]
-    seen: set[str] = set()
-    unique = []
-    for prompt in prompts:
-        if text_key(prompt) not in seen:
-            seen.add(text_key(prompt))
-            unique.append(prompt)
-    return unique[:max_prompts] if max_prompts is not None else unique
+__all__ = ["EvalConfig", "evaluate_model", "load_prompts", "run_evaluate", "summary_lines"]
 
 
 def check_config(cfg: EvalConfig) -> None:
@@ -133,7 +71,7 @@ def sampling_config(cfg: EvalConfig) -> SamplingConfig:
     try:
         return SamplingConfig(n_samples=cfg.n_samples, temperature=cfg.temperature, top_p=cfg.top_p,
                               top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
-                              batch_size=cfg.batch_size)
+                              batch_size=cfg.generation_batch_size)
     except ValueError as err:
         raise ConfigError(str(err)) from err
 
@@ -141,19 +79,17 @@ def sampling_config(cfg: EvalConfig) -> SamplingConfig:
 def _load_pairs(cfg: EvalConfig) -> list[Group] | None:
     if not cfg.pairs:
         return None
-    from ..data import load_groups
-
     groups, _ = load_groups(cfg.pairs, cfg.pairs_format, split=cfg.split)
     return groups[: cfg.max_pairs] if cfg.max_pairs is not None else groups
 
 
-def run_evaluate(raw: dict[str, Any]) -> dict[str, Any]:
-    """Run ``evaluate`` from a resolved config mapping; writes the output folder and returns the metrics."""
+def run_evaluate(cfg: EvalConfig | dict[str, Any]) -> dict[str, Any]:
+    """Sample ``cfg.model`` on ``cfg.prompts``, score, compare; writes the output folder and returns the metrics."""
+    cfg = as_config(EvalConfig, cfg, "evaluate")
     timer = Timer()
-    cfg = from_dict(EvalConfig, raw, "evaluate")
     check_config(cfg)
     sampling = sampling_config(cfg)
-    judge = resolve_judge(cfg.judge) if cfg.judge else None
+    judge = build_source(cfg.judge) if cfg.judge else None
     prompts = load_prompts(cfg.prompts, cfg.prompts_format, cfg.split, cfg.max_prompts)
     if not prompts:
         raise ConfigError(f"no prompts in {cfg.prompts}")
@@ -169,14 +105,19 @@ def run_evaluate(raw: dict[str, Any]) -> dict[str, Any]:
     samples = result.pop("samples")
     result = {"model": cfg.model, "reference": cfg.reference, "baseline": cfg.baseline, "prompts": cfg.prompts,
               **result, "seconds": round(timer.seconds, 2)}
-    out = Path(cfg.output_dir)
+    write_eval_outputs(cfg.output_dir, result, samples)
+    (Path(cfg.output_dir) / "eval_config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    return result
+
+
+def write_eval_outputs(output_dir: str | Path, result: dict[str, Any], samples: list[dict[str, Any]]) -> None:
+    """``eval.json`` (the metrics) and ``samples.jsonl`` (one record per sample) in ``output_dir``."""
+    out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(json_ready(result), indent=2, default=str))
     with (out / "samples.jsonl").open("w", encoding="utf-8") as f:
         for record in samples:
             f.write(json.dumps(json_ready(record), ensure_ascii=False) + "\n")
-    (out / "eval_config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
-    return result
 
 
 def summary_lines(result: dict[str, Any]) -> dict[str, Any]:
@@ -194,15 +135,3 @@ def summary_lines(result: dict[str, Any]) -> dict[str, Any]:
         lines[key] = with_ci(key)
     lines["length"] = result["length"]
     return {k: v for k, v in lines.items() if v is not None}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, EvalConfig)
-
-
-def run(args: argparse.Namespace, overrides: list[str]) -> int:
-    cfg = resolve(args.config, overrides)
-    result = run_evaluate(cfg)
-    print_summary("evaluate", summary_lines(result))
-    print(f"{'written':>22}: {Path(cfg['output_dir']) / 'eval.json'}, samples.jsonl")
-    return 0

@@ -194,3 +194,18 @@ def generate_samples(
     finally:
         model.train(was_training)
     return out
+
+
+class HFSampler:
+    """Samples with ``model.generate`` (:func:`generate_samples`): batched,
+    left-padded, seeded in a forked RNG, from the model's own distribution at ``temperature`` / ``top_p``."""
+
+    name = "hf"
+
+    def __init__(self, tokenizer: Any, chat_template: str = "auto", max_prompt_length: int | None = None):
+        self.tokenizer = tokenizer
+        self.chat_template = chat_template
+        self.max_prompt_length = max_prompt_length
+
+    def sample(self, model: nn.Module, prompts: Sequence[Text], cfg: SamplingConfig) -> Samples:
+        return generate_samples(model, self.tokenizer, prompts, cfg, self.chat_template, self.max_prompt_length)

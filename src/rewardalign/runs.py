@@ -1,4 +1,5 @@
-"""What the training commands share: training arguments from a flat config, model loading, the run folder."""
+"""Run folders: ``TrainingArguments`` from a flat config, ``metrics.jsonl``, ``config.yaml`` and ``summary.json``,
+and a timer."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ from typing import Any
 
 import torch
 import yaml
-from torch import nn
-from transformers import AutoModelForCausalLM, TrainerCallback, TrainingArguments
+from transformers import TrainerCallback, TrainingArguments
 
-from ..config import ConfigError
+from .config import ConfigError
 
 TRAINING_FIELDS = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
 
@@ -47,53 +47,6 @@ def training_arguments(fields: dict[str, Any], what: str) -> TrainingArguments:
         return TrainingArguments(**values)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"bad training arguments: {err}") from err
-
-
-def check_model_path(path: str | None, what: str = "model") -> None:
-    """Fail before any loading when a local model path is missing (hub names are left to transformers)."""
-    if not path:
-        raise ConfigError(f"no {what} given: set `{what}: PATH` in the config or pass --{what} PATH")
-    p = Path(path)
-    looks_local = p.is_absolute() or path.startswith(".") or p.exists() or path.count("/") != 1
-    if looks_local and not (p / "config.json").is_file():
-        raise ConfigError(f"{what} path '{path}' is not a model directory (no config.json there); "
-                          f"train one with `rewardalign sft` or point --{what} at a save_pretrained directory")
-
-
-def disable_dropout(model: nn.Module) -> None:
-    """Set every dropout probability of ``model`` to 0 (modules and attention dropout attributes)."""
-    for module in model.modules():
-        if isinstance(module, nn.Dropout):
-            module.p = 0.0
-        for attr in ("attention_dropout", "dropout", "hidden_dropout"):
-            if isinstance(getattr(module, attr, None), float):
-                setattr(module, attr, 0.0)
-
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def load_causal_lm(
-    path: str, dtype: str = "float32", trust_remote_code: bool = False, attn_implementation: str | None = None
-) -> torch.nn.Module:
-    """A causal LM from a local directory (or a hub name where a network exists). ``attn_implementation``:
-    transformers' choice when None; ``sdpa``, ``eager`` or ``flash_attention_2`` (the packed layout then
-    passes position ids only) where installed."""
-    if dtype not in DTYPES:
-        raise ConfigError(f"torch_dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    extra = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
-    return AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code,
-                                                **extra)
-
-
-def apply_lora(model: torch.nn.Module, lora: dict[str, Any]) -> torch.nn.Module:
-    """Wrap ``model`` with LoRA adapters (``peft``); ``lora`` holds ``peft.LoraConfig`` fields."""
-    try:
-        from peft import LoraConfig, get_peft_model
-    except ImportError as err:
-        raise ConfigError("lora needs peft: pip install 'rewardalign[peft]'") from err
-    options = {"r": 8, "lora_alpha": 16, "target_modules": "all-linear", "task_type": "CAUSAL_LM"} | lora
-    return get_peft_model(model, LoraConfig(**options))
 
 
 class JsonlMetrics(TrainerCallback):

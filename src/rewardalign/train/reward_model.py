@@ -9,10 +9,8 @@ accuracy (r_w > r_l) and BT loss, logged as ``eval_accuracy`` and ``eval_bt_loss
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,25 +18,19 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from transformers import EvalPrediction, Trainer, set_seed
+from transformers import EvalPrediction, set_seed
 
-from ..config import ConfigError, from_dict, split_known
+from ..config import ConfigError, as_config, flat_dict
 from ..data import DropReport, load_groups
-from ..data.collate import GroupCollator, GroupDataset, collate_groups
+from ..data.collate import GroupDataset, collate_groups
 from ..data.tokenize import TokenizedGroup, tokenize_groups
-from ..modeling.tiny import load_tokenizer
-from ..train.common import (
-    JsonlMetrics,
-    Timer,
-    disable_dropout,
-    load_causal_lm,
-    training_arguments,
-    write_run_files,
-)
-from .config import RewardModelConfig
-from .losses import reward_model_loss
-from .models import RewardModel, write_ensemble_config
-from .pairs import PairStats, bootstrap, build_pairs, split_by_prompt
+from ..modeling.loading import load_causal_lm, load_tokenizer
+from ..rewards.config import RewardModelConfig
+from ..rewards.losses import reward_model_loss
+from ..rewards.models import RewardModel, write_ensemble_config
+from ..rewards.pairs import PairStats, bootstrap, build_pairs, split_by_prompt
+from ..runs import JsonlMetrics, Timer, training_arguments, write_run_files
+from .base import GroupTrainer
 
 # ---- the trainer ----------------------------------------------------------------------------------------------
 
@@ -79,7 +71,7 @@ def pair_metrics(r_w: np.ndarray, r_l: np.ndarray, nll_w: np.ndarray | None = No
     return out
 
 
-class RewardTrainer(Trainer):
+class RewardTrainer(GroupTrainer):
     """``Trainer`` for a :class:`RewardModel` on batches of preference pairs.
 
     Loss: :func:`rewardalign.rewards.losses.reward_model_loss` (BT with ``margin`` and ``center_coefficient``;
@@ -93,28 +85,19 @@ class RewardTrainer(Trainer):
                  eval_dataset: GroupDataset | None = None, processing_class: Any = None, *,
                  margin: float = 0.0, center_coefficient: float = 0.0, oracle_alpha: float = 0.0,
                  chunk_size: int = 1024, dropout: bool = False, callbacks: list | None = None):
-        if not dropout:
-            disable_dropout(model)
-        pad_id = getattr(processing_class, "pad_token_id", None)
-        if pad_id is None:
-            pad_id = model.config.pad_token_id or 0
         self.margin = float(margin)
         self.center_coefficient = float(center_coefficient)
         self.oracle_alpha = float(oracle_alpha)
         self.chunk_size = chunk_size
-        super().__init__(model=model, args=args, data_collator=GroupCollator(pad_id), train_dataset=train_dataset,
-                         eval_dataset=eval_dataset, processing_class=processing_class, callbacks=callbacks,
-                         compute_metrics=self._compute_metrics)
-        self.model_accepts_loss_kwargs = False
-        self._train_metrics: dict[str, list[float]] = defaultdict(list)
+        super().__init__(model, args, train_dataset, eval_dataset, processing_class, dropout=dropout,
+                         callbacks=callbacks, compute_metrics=self._compute_metrics)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         r_w, r_l, nll = pair_rewards(model, inputs, self.oracle_alpha > 0, self.chunk_size)
         loss, metrics = reward_model_loss(r_w, r_l, margin=self.margin, center_coefficient=self.center_coefficient,
                                           nll_w=nll, oracle_alpha=self.oracle_alpha)
         if model.training:
-            for name, value in metrics.items():
-                self._train_metrics[name].append(float(value))
+            self.record(metrics, training=True)
         if return_outputs:
             nll_col = nll.detach() if nll is not None else torch.full_like(r_w, math.nan)
             return loss, torch.stack([r_w.detach(), r_l.detach(), nll_col], dim=-1)
@@ -133,14 +116,6 @@ class RewardTrainer(Trainer):
         preds = np.asarray(prediction.predictions).reshape(-1, 3)
         nll = preds[:, 2] if np.isfinite(preds[:, 2]).all() else None
         return pair_metrics(preds[:, 0], preds[:, 1], nll)
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if not any(k.startswith("eval_") for k in logs):
-            for name, values in self._train_metrics.items():
-                if values:
-                    logs[name] = sum(values) / len(values)
-            self._train_metrics.clear()
-        super().log(logs, start_time)
 
     # Checkpoints in the reward-model format (the wrapper is not a PreTrainedModel).
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
@@ -281,18 +256,16 @@ def _ensemble_eval(output_dir: Path, members: list[str], data: PreparedData, tok
     return {f"eval_{k}": v for k, v in mean.items()}
 
 
-def train_reward_model(raw: dict[str, Any]) -> dict[str, Any]:
-    """Run ``train-rm`` from a resolved config mapping; returns the summary (also written to the run folder).
+def run_train_rm(cfg: RewardModelConfig | dict[str, Any]) -> dict[str, Any]:
+    """Train a reward model (``cfg.kind``: bt, oracle or ensemble); returns the summary (also in the run folder).
 
     Every check that needs no model runs first (kind, fields, paths, TrainingArguments), so a bad config is a
     ConfigError before any model is loaded.
     """
+    cfg = as_config(RewardModelConfig, cfg, "train-rm")
     timer = Timer()
-    known, rest = split_known(raw, RewardModelConfig)
-    rest.setdefault("seed", 0)
-    cfg = from_dict(RewardModelConfig, known, "train-rm")
     cfg.check()
-    args = training_arguments(rest, "train-rm")
+    args = training_arguments({"seed": 0} | cfg.training, "train-rm")
     evaluating = args.eval_strategy != "no"
     if evaluating and not cfg.eval_data and not cfg.eval_fraction:
         raise ConfigError(f"eval_strategy '{args.eval_strategy}' needs held-out pairs: set eval_fraction > 0 "
@@ -349,8 +322,7 @@ def train_reward_model(raw: dict[str, Any]) -> dict[str, Any]:
                 f.write(json.dumps({"step": None, **summary["final_eval"]}) + "\n")
     summary["seconds"] = round(timer.seconds, 2)
     if args.should_save:
-        config = dataclasses.asdict(cfg) | dict(rest)
-        write_run_files(output_dir, config, summary)
+        write_run_files(output_dir, flat_dict(cfg), summary)
     return summary
 
 

@@ -7,7 +7,7 @@ sampler (:class:`rewardalign.train.online.HFSampler`) is the tested path.
 Each step the policy's current weights are pushed into the vLLM engine (``load_weights`` on the engine's
 model), then the K samples of each prompt are drawn from the same prompt ids the HF sampler would use (rendered
 as training renders them), with the step's seed, pure sampling (top_k off), stopping at the stop tokens. The
-returned :class:`~rewardalign.evaluate.generation.Samples` have the same contract as the HF sampler's: response
+returned :class:`~rewardalign.modeling.generation.Samples` have the same contract as the HF sampler's: response
 ids end with their stop token when the response finished, texts are decoded without special tokens.
 """
 
@@ -22,7 +22,7 @@ from torch import nn
 
 from ..config import ConfigError
 from ..data.schema import Text
-from ..evaluate.generation import Samples, SamplingConfig, cut_at_stop, encode_prompt, stop_token_ids
+from .generation import Samples, SamplingConfig, cut_at_stop, encode_prompt, stop_token_ids
 
 
 def vllm_usable() -> bool:

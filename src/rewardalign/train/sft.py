@@ -1,4 +1,4 @@
-"""``rewardalign sft --config sft.yaml``: supervised fine-tuning on demonstrations, loss on response tokens only.
+"""Supervised fine-tuning on demonstrations, loss on response tokens only.
 
 The pipeline of the papers starts here. Data: prompt/response rows (format ``demonstrations``) or any group
 format, from which ``responses: best`` takes each group's best response (by reward, score or label; index 0,
@@ -8,50 +8,22 @@ causal LM and a BPE tokenizer trained on the data's text instead of loading ``mo
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from transformers import Trainer, set_seed
+from transformers import set_seed
 
-from ..config import (
-    TRAINING_ARGS_NOTE,
-    ConfigError,
-    RunFields,
-    add_config_arguments,
-    from_dict,
-    resolve,
-    split_known,
-)
-from ..data import Group, load_groups
-from ..data.collate import GroupCollator, GroupDataset
+from ..config import ConfigError, as_config, check_model_path, flat_dict
+from ..data import Group
+from ..data.collate import GroupDataset
 from ..data.tokenize import render, tokenize_groups
+from ..modeling.loading import apply_lora, load_causal_lm, load_tokenizer
 from ..modeling.logprobs import batch_logps
-from ..modeling.tiny import build_tiny_model, build_tiny_tokenizer, load_tokenizer
-from .common import (
-    JsonlMetrics,
-    Timer,
-    apply_lora,
-    check_model_path,
-    disable_dropout,
-    load_causal_lm,
-    print_summary,
-    training_arguments,
-    write_run_files,
-)
-
-
-@dataclass
-class SFTConfig(RunFields):
-    """The fields of ``sft.yaml`` besides transformers ``TrainingArguments`` fields."""
-
-    model_init: dict[str, Any] | None = None
-    responses: str = "best"
-    lora: dict[str, Any] | None = None
-    group_by_length: bool = False
+from ..modeling.tiny import build_tiny_model, build_tiny_tokenizer
+from ..runs import JsonlMetrics, Timer, training_arguments, write_run_files
+from .base import GroupTrainer
+from .configs import SFTConfig
+from .data import load_training_groups, tokenize_config
 
 
 def demonstrations(groups: list[Group], which: str) -> list[Group]:
@@ -69,25 +41,20 @@ def demonstrations(groups: list[Group], which: str) -> list[Group]:
     return out
 
 
-class SFTTrainer(Trainer):
+class SFTTrainer(GroupTrainer):
     """Mean token negative log-likelihood of the response tokens (prompt tokens are context only)."""
 
-    def __init__(self, *args, logprob_chunk_size: int = 1024, **kwargs):
+    def __init__(self, *args: Any, logprob_chunk_size: int = 1024, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.logprob_chunk_size = logprob_chunk_size
-        self.model_accepts_loss_kwargs = False
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         out = batch_logps(model, inputs, self.logprob_chunk_size)
         mask = inputs["mask"]
         loss = -out.logps[mask].sum() / out.n_tokens[mask].sum().clamp(min=1)
+        if model.training:
+            self.count_tokens(out.n_tokens, mask)
         return (loss, {}) if return_outputs else loss
-
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        inputs = self._prepare_inputs(inputs)
-        with torch.no_grad(), self.compute_loss_context_manager():
-            loss = self.compute_loss(model, inputs)
-        return loss.detach(), None, None
 
 
 def build_from_scratch(groups: list[Group], init: dict[str, Any], seed: int):
@@ -106,19 +73,18 @@ def build_from_scratch(groups: list[Group], init: dict[str, Any], seed: int):
     return tokenizer, model
 
 
-def run_sft(raw: dict[str, Any]) -> dict[str, Any]:
+def run_sft(cfg: SFTConfig | dict[str, Any]) -> dict[str, Any]:
+    """Fine-tune ``cfg.model`` (or a tiny model built from ``cfg.model_init``) on ``cfg.data``'s demonstrations;
+    returns the summary (also in the run folder)."""
+    cfg = as_config(SFTConfig, cfg, "sft")
     timer = Timer()
-    known, rest = split_known(raw, SFTConfig)
-    cfg = from_dict(SFTConfig, known, "sft")
-    args = training_arguments(rest, "sft")
+    args = training_arguments(cfg.training, "sft")
     if cfg.model_init is None:
         check_model_path(cfg.model)
     elif cfg.model:
         raise ConfigError("give either model (a path to fine-tune) or model_init (a tiny model from scratch)")
-    if not cfg.data:
-        raise ConfigError("no data given: set `data: PATH` in the config or pass --data PATH")
-    groups, drops = load_groups(cfg.data, format=cfg.format, split=cfg.split, on_error=cfg.on_error,
-                                **cfg.format_options)
+    tok_cfg = tokenize_config(cfg)
+    groups, _, drops = load_training_groups(cfg, args.seed)
     examples = demonstrations(groups, cfg.responses)
 
     set_seed(args.seed)
@@ -127,18 +93,16 @@ def run_sft(raw: dict[str, Any]) -> dict[str, Any]:
     else:
         tokenizer = load_tokenizer(cfg.model)
         model = load_causal_lm(cfg.model, cfg.torch_dtype, cfg.trust_remote_code, cfg.attn_implementation)
-    if not cfg.dropout:
-        disable_dropout(model)
     if cfg.lora is not None:
         model = apply_lora(model, cfg.lora)
-    tok_cfg = cfg.tokenize_config()
     tokenized, tok_stats = tokenize_groups(examples, tokenizer, tok_cfg, drops)
     dataset = GroupDataset(tokenized)
 
     trainer = SFTTrainer(
         model=model,
         args=args,
-        data_collator=GroupCollator(tokenizer.pad_token_id),
+        dropout=cfg.dropout,
+        group_by_length=cfg.group_by_length,
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=[JsonlMetrics(Path(args.output_dir) / "metrics.jsonl")],
@@ -149,7 +113,7 @@ def run_sft(raw: dict[str, Any]) -> dict[str, Any]:
     summary = {
         "steps": trainer.state.global_step,
         "examples": len(tokenized),
-        "response_tokens": sum(len(r) for g in tokenized for r in g.response_ids),
+        "response_tokens": trainer.response_tokens_seen,
         "seconds": round(timer.seconds, 2),
         "train_loss": result.training_loss,
         "tokenize": tok_stats.as_dict(),
@@ -157,15 +121,5 @@ def run_sft(raw: dict[str, Any]) -> dict[str, Any]:
         "dropped_by_reason": drops.counts(),
     }
     if trainer.is_world_process_zero():
-        write_run_files(args.output_dir, dataclasses.asdict(cfg) | rest, summary)
+        write_run_files(args.output_dir, flat_dict(cfg), summary)
     return summary
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, SFTConfig, TRAINING_ARGS_NOTE + ".")
-
-
-def run(args: argparse.Namespace, overrides: list[str]) -> int:
-    summary = run_sft(resolve(args.config, overrides))
-    print_summary("sft", summary)
-    return 0

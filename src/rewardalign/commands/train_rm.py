@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import TRAINING_ARGS_NOTE, add_config_arguments, resolve
-from .config import RewardModelConfig
+from ..config import TRAINING_ARGS_NOTE, add_config_arguments, from_dict, resolve
+from ..rewards.config import RewardModelConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, RewardModelConfig, TRAINING_ARGS_NOTE + ". Kinds: bt, oracle, ensemble.")
+    add_config_arguments(parser, RewardModelConfig, TRAINING_ARGS_NOTE)
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
+    cfg = from_dict(RewardModelConfig, resolve(args.config, overrides), "train-rm")
     from accelerate import PartialState
 
-    from ..train.common import print_summary
-    from .train import held_out_line, train_reward_model
+    from ..runs import print_summary
+    from ..train.reward_model import held_out_line, run_train_rm
 
-    summary = train_reward_model(resolve(args.config, overrides))
+    summary = run_train_rm(cfg)
     if not PartialState().is_main_process:
         return 0
     shown = {k: v for k, v in summary.items() if k not in ("members", "member_evals", "pairs_train", "pairs_eval")}

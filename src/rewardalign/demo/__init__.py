@@ -1,0 +1,59 @@
+"""The demo: the whole pipeline of the papers on a gym task, offline, in one command.
+
+    rewardalign demo [--quick] [--output runs/demo] [--task arithmetic] [--seed 0] [--field value ...]
+
+Modules: :mod:`.config` (methods and ``DemoConfig``), :mod:`.stages` (stages 1-6), :mod:`.methods` (7-8),
+:mod:`.report` (9), :mod:`.pipeline` (``run_demo``). Stages (each a public function, cached in the output folder under a key of its settings, so a rerun or the
+claims benchmark reuses what is already built):
+
+1. **data**: SFT demonstrations of the task (imperfect: the style facet only at chance), preference prompts,
+   evaluation prompts (:func:`make_data`);
+2. **SFT**: a tiny Llama and a BPE tokenizer built from a config, fine-tuned on the demonstrations
+   (:func:`train_sft`);
+3. **samples**: K = 4 responses per preference prompt sampled from the SFT policy (temperature 1), scored by
+   the gold reward (:func:`sample_groups`). Duplicate samples are removed from their group, so some groups
+   have K < 4; groups left with K < 2 carry no preference and are filtered for EVERY method (so all methods
+   train on the same prompts) and counted in the report;
+4. **human preferences**: every pair of each group's responses labelled by a Bradley-Terry draw on the gold
+   reward (``annotator.temperature``, ``annotator.flip_prob``): the "human" preference data
+   (:func:`preference_pairs`);
+5. **reward model**: a Bradley-Terry reward model (a scalar head on the SFT model) trained on those pairs
+   (:func:`train_reward_model_stage`);
+6. **annotation**: every response of the training and held-out groups scored by the reward model
+   (:func:`annotate_groups`): ``rewards`` = the RM logit r, ``scores`` = sigmoid(r) (``score_transform``:
+   ``sigmoid``, or ``minmax`` over the observed range), ``labels`` = 1 where r is above its group's mean
+   (a thumbs up for the better-than-average responses, the KTO/UNA binarisation of a scored group);
+7. **alignment**: each method on the SAME annotated groups (:func:`align_method`), each reading the feedback
+   its paper uses (:data:`METHODS`): DRO, RPO, DRDO and SPO(-abs) the RM rewards of all K responses;
+   UNA-score the scores; UNA-binary and KTO the binary labels; DPO, IPO and SimPO the pair (best, random
+   other) of each RM-ranked group (``pairs: best_vs_random``, the Zephyr/UltraFeedback binarisation);
+8. **evaluation**: each policy sampled on held-out prompts (:func:`evaluate_run`): gold reward mean (95% CI
+   over prompts), win rate against the SFT policy's samples (same prompts, same sampling seed), KL(pi || SFT)
+   (Monte-Carlo on the policy's samples), and the log-prob shift of the held-out groups' chosen (best by RM)
+   and rejected (worst by RM) responses;
+9. **report**: ``compare_runs`` (``compare.md``, ``compare.json``, ``training_curves.png``,
+   ``reward_kl_frontier.png``, ``likelihood_drift.png``) plus ``report.md`` (setup, the table, the
+   choices) and ``demo.json`` (everything, for machines) in the output folder.
+
+Budget. Every method trains ``align_steps`` steps of ``align_batch_size`` groups (the same number of
+gradient steps and groups for all, constant learning rate, Adam) at its paper's default beta; the learning rate
+of each method in :data:`METHODS` is the best of the same grid {1e-5, 3e-5, 1e-4, 3e-4, 1e-3} by held-out gold
+reward averaged over the tuning seeds 1000-1002 (``python benchmarks/claims.py --tune``), never the demo's seed.
+
+Choices, and why:
+
+- one reward model for everything: every method reads feedback derived from the same BT reward model trained
+  on the same "human" pairs, so the comparison is between objectives, not between annotators;
+- binary labels from the RM (above the group mean) rather than the gold threshold: a gold-threshold label would
+  hand KTO and UNA-binary a noiseless annotator the others do not get; UNA's score-versus-binary claim (003)
+  is then exactly "the RM's score against its own binarisation";
+- scores = sigmoid(RM logit): a BT logit is a log-odds, so sigmoid(r) is the probability of beating a response
+  of reward 0 (``score_transform: minmax`` rescales over the observed range instead);
+- groups with K < 2 are removed for all methods alike (point-wise methods could use them; they would then see
+  prompts the pairwise ones do not), and counted in the report;
+- one torch thread (``threads``): the tiny model's matrices are too small for a second thread, and on a busy
+  machine two threads were several times slower than one.
+
+Seeded and deterministic: the same config and seed give the same table on the same machine (one thread also
+keeps the floating-point reductions in a fixed order).
+"""

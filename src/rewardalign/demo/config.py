@@ -1,0 +1,154 @@
+"""The demo's configuration: the methods it aligns (with their tuned learning rates) and ``DemoConfig``."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import ConfigError, from_dict, opt
+from ..gym.feedback import FeedbackConfig
+from ..gym.tasks import get_task
+
+# ---- the methods ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One aligned policy of the demo: an objective of the registry, the feedback it reads, its settings.
+
+    feedback: what of the annotated groups the objective uses (for the report): ``rewards`` (RM rewards of all
+    K responses), ``scores`` (sigmoid of the RM reward), ``labels`` (RM reward above the group mean),
+    ``pairs`` (best vs one random other response of each RM-ranked group).
+    """
+
+    objective: str
+    feedback: str
+    learning_rate: float
+    objective_args: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+
+# Learning rates: for each method the best of the grid {1e-5, 3e-5, 1e-4, 3e-4, 1e-3} by held-out gold reward
+# averaged over the tuning seeds 1000, 1001 and 1002 (`python benchmarks/claims.py --tune`), every method with the
+# same steps, batch size and default beta; the demo and the claims run other seeds (0, 1, 2, ...).
+METHODS: dict[str, MethodSpec] = {
+    "dro": MethodSpec("dro", "rewards", 1e-4, {}, "000/001 DRO: point-wise reward distillation"),
+    "drdo": MethodSpec("drdo", "rewards", 3e-5, {}, "002 DRDO: reward differences + focal preference"),
+    "una_score_mse": MethodSpec("una_score_mse", "scores", 3e-4, {}, "003 UNA on scores"),
+    "una_binary_bce": MethodSpec("una_binary_bce", "labels", 3e-5, {}, "003 UNA on binary labels"),
+    "spo_abs": MethodSpec("spo_abs", "rewards", 3e-4, {}, "004 SPO-abs: listwise soft preferences"),
+    "rpo": MethodSpec("rpo", "rewards", 3e-4, {}, "Fisch 2024 reward distillation"),
+    "dpo": MethodSpec("dpo", "pairs", 3e-5, {}, "baseline: DPO, best vs random"),
+    "ipo": MethodSpec("ipo", "pairs", 1e-4, {}, "baseline: IPO, best vs random"),
+    "simpo": MethodSpec("simpo", "pairs", 1e-5, {}, "baseline: SimPO, best vs random"),
+    "kto": MethodSpec("kto", "labels", 3e-4, {}, "baseline: KTO on binary labels"),
+    "spo": MethodSpec("spo", "rewards", 1e-4, {}, "004 SPO: listwise soft preferences"),
+}
+"""Every method the demo and the claims benchmark know, by run name."""
+
+DEFAULT_METHODS = ("dro", "drdo", "una_score_mse", "una_binary_bce", "spo_abs", "rpo", "dpo", "ipo", "simpo", "kto")
+
+FEEDBACK_TEXT = {
+    "rewards": "RM rewards of all K responses",
+    "scores": "scores sigmoid(RM reward) of all K responses",
+    "labels": "binary labels: RM reward > group mean",
+    "pairs": "pair (best, random other) of each RM-ranked group",
+}
+
+
+# ---- configuration ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DemoConfig:
+    """The fields of ``rewardalign demo`` (any can be given as ``--field value``, nested ones with dots)."""
+
+    task: str = opt("arithmetic", "gym task: arithmetic, sort or keyword")
+    task_args: dict[str, Any] = opt(help="the task's knobs, e.g. {max_operand: 9}", factory=dict)
+    seed: int = opt(0, "seed of every stage")
+    output: str = opt("runs/demo", "output folder (stages are cached there)")
+    quick: bool = opt(False, "a CI-sized run: smaller SFT, fewer prompts, steps and evaluation samples")
+    # SFT
+    model_init: dict[str, Any] = opt(help="the tiny Llama's size (LlamaConfig fields)", factory=lambda: {
+        "hidden_size": 64, "num_layers": 2, "num_heads": 4, "vocab_size": 256})
+    sft_examples: int = opt(4000, "demonstrations generated for SFT")
+    sft_steps: int = opt(2000, "SFT optimizer steps")
+    sft_batch_size: int = opt(32, "SFT batch size")
+    sft_learning_rate: float = opt(3e-3, "SFT peak learning rate (cosine schedule)")
+    max_length: int = opt(48, "longest prompt + response in tokens, every stage")
+    # preference data
+    prompts: int = opt(1024, "preference prompts sampled from the SFT policy")
+    k: int = opt(4, "K: responses sampled per preference prompt")
+    sample_temperature: float = opt(1.0, "temperature of those samples")
+    heldout_fraction: float = opt(0.125, "share of the groups held out (likelihood drift)")
+    annotator: dict[str, Any] = opt(help="the Bradley-Terry 'human': {temperature, flip_prob}",
+                                    factory=lambda: {"temperature": 0.1, "flip_prob": 0.0})
+    # reward model
+    rm_epochs: float = opt(3.0, "reward-model epochs")
+    rm_batch_size: int = opt(32, "reward-model batch size (pairs)")
+    rm_learning_rate: float = opt(1e-3, "reward-model learning rate")
+    rm_center_coefficient: float = opt(0.01, "reward-model centring weight")
+    score_transform: str = opt("sigmoid", "RM reward -> score: sigmoid or minmax")
+    # alignment
+    methods: list[str] = opt(help="the methods to align (see Methods below)", factory=lambda: list(DEFAULT_METHODS))
+    method_args: dict[str, dict[str, Any]] = opt(help="per method: {learning_rate, objective_args}", factory=dict)
+    align_steps: int = opt(200, "optimizer steps of every method")
+    align_batch_size: int = opt(8, "groups per step of every method")
+    # evaluation
+    eval_prompts: int = opt(256, "held-out evaluation prompts")
+    eval_samples: int = opt(4, "samples per evaluation prompt")
+    eval_temperature: float = opt(1.0, "evaluation sampling temperature")
+    # report and runtime
+    plots: bool = opt(True, "write the plots")
+    verbose: bool = opt(True, "print progress")
+    threads: int = opt(1, "torch CPU threads (one is fastest for the tiny model)")
+    reuse: bool = opt(True, "reuse cached stages whose settings match")
+
+    def check(self) -> None:
+        get_task(self.task, **self.task_args)
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ConfigError(f"unknown demo method(s) {unknown}; known: {', '.join(METHODS)}")
+        for name, args in self.method_args.items():
+            if name not in METHODS:
+                raise ConfigError(f"method_args.{name}: unknown method; known: {', '.join(METHODS)}")
+            extra = set(args) - {"learning_rate", "objective_args"}
+            if extra:
+                raise ConfigError(f"method_args.{name}: only learning_rate and objective_args, got {sorted(extra)}")
+        if self.k < 2:
+            raise ConfigError(f"k must be >= 2 (responses sampled per prompt), got {self.k}")
+        if self.score_transform not in ("sigmoid", "minmax"):
+            raise ConfigError(f"score_transform must be sigmoid or minmax, got {self.score_transform!r}")
+        if not 0.0 < self.heldout_fraction < 1.0:
+            raise ConfigError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
+        FeedbackConfig(**self.annotator)
+
+    def method(self, name: str) -> MethodSpec:
+        """The method's spec with this config's ``method_args`` applied."""
+        spec = METHODS[name]
+        over = self.method_args.get(name, {})
+        return dataclasses.replace(
+            spec, learning_rate=float(over.get("learning_rate", spec.learning_rate)),
+            objective_args={**spec.objective_args, **over.get("objective_args", {})})
+
+
+QUICK: dict[str, Any] = {
+    "sft_examples": 2000, "sft_steps": 300, "prompts": 256, "rm_epochs": 1.0, "align_steps": 40,
+    "eval_prompts": 64, "eval_samples": 2,
+}
+"""What ``--quick`` changes: a CI-sized run (smaller SFT, fewer prompts, steps and evaluation samples)."""
+
+
+def demo_config(raw: dict[str, Any] | None = None) -> DemoConfig:
+    """A checked :class:`DemoConfig` from a mapping; ``quick: true`` first applies :data:`QUICK` (fields given
+    explicitly still win)."""
+    raw = dict(raw or {})
+    base = dict(QUICK) if raw.get("quick") else {}
+    cfg = from_dict(DemoConfig, base | raw, "demo")
+    cfg.check()
+    return cfg
+
+
+PIPELINE_VERSION = 2
+"""Part of every cache key: bumped when a stage's code changes what it produces, so old caches are rebuilt."""

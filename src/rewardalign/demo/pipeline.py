@@ -1,0 +1,58 @@
+"""``run_demo``: the whole pipeline of the papers on a gym task, offline, in one call (see :mod:`rewardalign.demo`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..evaluate.report import compare_runs
+from .config import DemoConfig, demo_config
+from .methods import headline, run_method, sft_baseline
+from .report import results_table, write_report
+from .stages import build_world, torch_threads
+
+# ---- the command ------------------------------------------------------------------------------------------------
+
+
+def run_demo(raw: dict[str, Any] | DemoConfig, command: str = "rewardalign demo") -> dict[str, Any]:
+    """Run the whole demo from a config mapping; returns ``demo.json``'s content."""
+    cfg = raw if isinstance(raw, DemoConfig) else demo_config(raw)
+    with torch_threads(cfg.threads):
+        return _run_demo(cfg, command)
+
+
+def _run_demo(cfg: DemoConfig, command: str) -> dict[str, Any]:
+    start = time.perf_counter()
+    log = print if cfg.verbose else (lambda _msg: None)
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    world = build_world(cfg, out, log)
+    runs = out / "runs"
+    t0 = time.perf_counter()
+    sft_eval = sft_baseline(cfg, world, runs / "sft")
+    log(f"[evaluate sft] {time.perf_counter() - t0:.1f} s")
+    rows = [{"name": "sft", "objective": None, "feedback": None, "learning_rate": None, "objective_args": {},
+             "eval": headline(sft_eval)}]
+    for name in cfg.methods:
+        row = run_method(cfg, world, name, cfg.method(name), runs / name, sft_eval["rewards"], cache=cfg.reuse)
+        rows.append(row)
+        ev = row["eval"]
+        log(f"[{name}] {row['seconds']:.1f} s: gold reward {ev['reward_mean']:.3f}, win rate "
+            f"{ev['win_rate']:.3f}, KL {ev['kl']:.2f}")
+    plots: dict[str, str] = {}
+    if cfg.plots:
+        report = compare_runs([runs / "sft", *(runs / n for n in cfg.methods)], out)
+        plots = report["plots"]
+    seconds = time.perf_counter() - start
+    write_report(cfg, world, rows, plots, seconds, command)
+    result = {"config": dataclasses.asdict(cfg), "stats": world.stats, "rows": rows, "plots": plots,
+              "table": results_table(rows), "seconds": round(seconds, 1)}
+    (out / "demo.json").write_text(json.dumps(result, indent=2, default=str))
+    log("")
+    log(result["table"])
+    log(f"\nwritten: {out / 'report.md'}, demo.json, compare.md" + "".join(f", {p}" for p in plots.values())
+        + f" ({seconds:.0f} s)")
+    return result

@@ -1,0 +1,156 @@
+"""Stage 9 of the demo: ``report.md`` (setup, table, observations, choices) from the rows of every policy."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..gym.tasks import get_task
+from .config import FEEDBACK_TEXT, METHODS, DemoConfig
+from .stages import World
+
+# ---- the report -------------------------------------------------------------------------------------------------
+
+
+def _fmt(value: Any, ci: Any = None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    text = f"{value:.{digits}f}"
+    if ci and all(isinstance(c, (int, float)) and math.isfinite(c) for c in ci):
+        text += f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+    return text
+
+
+def results_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The demo's Markdown table: one row per policy (the SFT policy first)."""
+    lines = ["| policy | feedback | lr | β | gold reward (95% CI) | win rate vs SFT (95% CI) | KL(π‖SFT) | "
+             "Δ log p chosen | Δ log p rejected |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ev = r["eval"]
+        beta = (r.get("objective_args") or {}).get("beta")
+        lines.append(
+            f"| {r['name']} | {FEEDBACK_TEXT.get(r.get('feedback'), r.get('feedback') or '–')} | "
+            f"{r['learning_rate'] if r.get('learning_rate') is not None else '–'} | "
+            f"{beta if beta is not None else '–'} | {_fmt(ev.get('reward_mean'), ev.get('reward_ci'))} | "
+            f"{_fmt(ev.get('win_rate'), ev.get('win_rate_ci'))} | {_fmt(ev.get('kl'), ev.get('kl_ci'), 2)} | "
+            f"{_fmt(ev.get('chosen_logp_shift'), None, 2)} | {_fmt(ev.get('rejected_logp_shift'), None, 2)} |")
+    return "\n".join(lines)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in counts.items()) or "none"
+
+
+PLOT_NAMES = {"training_curves": "training curves (loss, log p of the chosen responses)",
+              "reward_kl_frontier": "gold reward against KL(π‖SFT), one point per policy",
+              "likelihood_drift": "likelihood drift of the held-out chosen and rejected responses"}
+
+
+def observations(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """A few facts read off the table (no judgement beyond the confidence intervals)."""
+    sft, methods = rows[0]["eval"], [r for r in rows[1:] if r["eval"].get("reward_mean") is not None]
+    if not methods:
+        return []
+    lo_sft, hi_sft = sft.get("reward_ci") or (sft["reward_mean"], sft["reward_mean"])
+    above = [r["name"] for r in methods if (r["eval"].get("reward_ci") or [0, 0])[0] > hi_sft]
+    below = [r["name"] for r in methods if (r["eval"].get("reward_ci") or [1, 1])[1] < lo_sft]
+    best = max(methods, key=lambda r: r["eval"]["reward_mean"])
+    lowered = [r["name"] for r in methods if (r["eval"].get("chosen_logp_shift") or 0.0) < 0]
+    out = [f"- Highest gold reward: `{best['name']}` ({best['eval']['reward_mean']:.3f}, KL "
+           f"{best['eval']['kl']:.2f}); the SFT policy has {sft['reward_mean']:.3f}."]
+    out.append("- Above the SFT policy (95% CIs apart): " + (", ".join(f"`{n}`" for n in above) or "none")
+               + "; below it: " + (", ".join(f"`{n}`" for n in below) or "none") + ".")
+    out.append("- Lowered the held-out chosen responses' log-prob: " + (", ".join(f"`{n}`" for n in lowered)
+                                                                       or "none") + ".")
+    unfinished = [(r["name"], r["eval"].get("unfinished_fraction") or 0.0) for r in methods]
+    unfinished = [(n, f) for n, f in unfinished if f > 0.1]
+    if unfinished:
+        out.append("- Samples that reach max_new_tokens without ending (the policy pushed EOS down): "
+                   + ", ".join(f"`{n}` ({100 * f:.0f}%)" for n, f in unfinished) + ".")
+    out.append("- One seed, one run per method: `python benchmarks/claims.py` measures the papers' claims over "
+               "several seeds with beta sweeps.")
+    return out
+
+
+def write_report(cfg: DemoConfig, world: World, rows: list[dict[str, Any]], plots: dict[str, str],
+                 seconds: float, command: str) -> str:
+    """``report.md`` in the output folder: the setup, the table, the choices and where the plots are."""
+    s = world.stats
+    smp, pref, rm, ann, sft = s["samples"], s["preferences"], s["reward_model"], s["annotation"], s["sft"]
+    task = get_task(cfg.task, **cfg.task_args)
+    text = [
+        f"# rewardalign demo: {cfg.task}, seed {cfg.seed}",
+        "",
+        f"`{command}` — {seconds:.0f} s wall time.",
+        "",
+        "## Setup",
+        "",
+        f"- **Task** `{cfg.task}` ({type(task).__name__}): gold reward in [0, 1], "
+        f"{(task.__doc__ or '').strip().splitlines()[0].replace('``', '`')}",
+        f"- **SFT**: a tiny Llama {cfg.model_init} and a BPE tokenizer built from the data, "
+        f"{sft['steps']} steps × {cfg.sft_batch_size} on {s['data']['sft_examples']} imperfect demonstrations "
+        f"(their gold reward: {s['data']['demonstration_gold_mean']:.3f}).",
+        f"- **Samples**: K = {cfg.k} responses per prompt from the SFT policy (temperature "
+        f"{cfg.sample_temperature}) on {smp['prompts']} prompts; gold reward of the samples "
+        f"{smp['sample_gold_mean']:.3f} ± {smp['sample_gold_std']:.3f} (std). Samples removed from their group: "
+        f"{_counts(smp['samples_removed'])}; groups by K {smp['groups_by_k']}; "
+        f"**{smp['groups_k_below_2_filtered']} groups with K < 2 filtered** for every method; "
+        f"{smp['train_groups']} training and {smp['heldout_groups']} held-out groups.",
+        f"- **Human preferences**: every pair of each training group, labelled by a Bradley-Terry draw on the "
+        f"gold reward (temperature {cfg.annotator.get('temperature', 0.1)}, flip probability "
+        f"{cfg.annotator.get('flip_prob', 0.0)}): {pref['pairs']} pairs ({pref['ties_skipped']} exact ties "
+        f"skipped), {100 * pref['agree_with_gold']:.1f}% agree with the gold reward.",
+        f"- **Reward model**: Bradley-Terry head on the SFT model, {cfg.rm_epochs:g} epoch(s) on those pairs; "
+        f"held-out pair accuracy {_fmt(rm.get('heldout_accuracy'))}; it orders "
+        f"{100 * ann['heldout_rm_gold_agreement']:.1f}% of the held-out groups' response pairs as the gold "
+        f"reward does.",
+        f"- **Annotation** of the K responses: rewards = RM logit (mean {ann['rm_reward_mean']:.2f}, std "
+        f"{ann['rm_reward_std']:.2f}); scores = {cfg.score_transform}(reward); labels = reward above the group's "
+        f"mean ({100 * ann['train_label_share']:.0f}% desirable).",
+        f"- **Alignment**: every method {cfg.align_steps} steps × {cfg.align_batch_size} groups (constant "
+        f"learning rate, Adam), from the SFT policy, reference = the SFT policy; each objective's default β "
+        f"(its paper's). Learning rate per method: the best of the same grid {{1e-5, 3e-5, 1e-4, 3e-4, 1e-3}} "
+        f"by held-out gold reward on the tuning seeds 1000-1002 (`python benchmarks/claims.py --tune`), "
+        f"not on this seed.",
+        f"- **Evaluation**: {len(world.eval_prompts)} prompts × {cfg.eval_samples} samples (temperature "
+        f"{cfg.eval_temperature}, the same sampling seed for every policy); "
+        f"{s['data'].get('eval_prompts_seen_in_training', 0)} of these prompts occur in the SFT or preference "
+        f"data, the others are new. Win rate against the "
+        f"SFT policy's samples paired by prompt and sample index (ties count ½); KL(π‖SFT) is the Monte-Carlo "
+        f"estimate on the policy's own samples; Δ log p: mean log-prob change of the held-out groups' chosen "
+        f"(best by RM) and rejected (worst by RM) responses.",
+        "",
+        "## Results",
+        "",
+        results_table(rows),
+        "",
+        *observations(rows),
+        "",
+        "Which feedback each method reads (all from the same reward model on the same groups):",
+        "",
+    ]
+    for r in rows[1:]:
+        spec = METHODS.get(r["name"])
+        text.append(f"- `{r['name']}` ({spec.source if spec else r['objective']}): "
+                    f"{FEEDBACK_TEXT.get(r['feedback'], r['feedback'])}")
+    text += ["", "## Plots and files", ""]
+    if plots:
+        for plot, name in plots.items():
+            text.append(f"- {PLOT_NAMES.get(plot, plot)}: [`{name}`]({name})")
+    else:
+        text.append("- no plots (matplotlib missing or plots: false)")
+    text += [
+        "- `compare.md` / `compare.json`: the same runs through `rewardalign compare` (training loss, eval "
+        "ranking accuracy, …)",
+        "- `demo.json`: this table and every statistic above, for machines",
+        "- `runs/<policy>/`: each aligned model (`save_pretrained`), its config, metrics, eval.json and samples",
+        "- `data/`, `sft/`, `rm/`: the data sets, the SFT policy and the reward model; `.stages/` records the "
+        "settings of each stage, and a rerun with the same settings reuses them (`--reuse false` rebuilds all)",
+        "",
+    ]
+    report = "\n".join(text)
+    (Path(cfg.output) / "report.md").write_text(report)
+    return report

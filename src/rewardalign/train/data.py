@@ -1,0 +1,92 @@
+"""What every training run does with its data before a model loads: load and split the groups, check that they
+carry what the objective needs, tokenise them."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from ..config import ConfigError, RunFields
+from ..data import DropReport, Group, load_groups
+from ..data.schema import DataError
+from ..data.tokenize import TokenizeConfig, TokenizedGroup, TokenizeStats, tokenize_groups
+from ..objectives import OBJECTIVES, get_objective, validate_hparams
+
+
+def tokenize_config(cfg: RunFields) -> TokenizeConfig:
+    """The tokenisation settings of a run's config."""
+    try:
+        return TokenizeConfig.of(cfg)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
+def load_training_groups(cfg: Any, seed: int) -> tuple[list[Group], list[Group], DropReport]:
+    """(training groups, held-out groups, drops) of a run: ``cfg.eval_data`` when given, else a seeded
+    ``cfg.eval_fraction`` of ``cfg.data``."""
+    if not cfg.data:
+        raise ConfigError("no data given: set `data: PATH` in the config or pass --data PATH")
+    drops = DropReport()
+    load_opts = dict(format=cfg.format, split=cfg.split, on_error=cfg.on_error, **cfg.format_options)
+    groups, dropped = load_groups(cfg.data, **load_opts)
+    drops.extend(dropped)
+    if getattr(cfg, "eval_data", None):
+        eval_groups, dropped = load_groups(cfg.eval_data, **load_opts)
+        drops.extend(dropped)
+    else:
+        groups, eval_groups = split_eval(groups, getattr(cfg, "eval_fraction", 0.0), seed)
+    return groups, eval_groups, drops
+
+
+def tokenize_splits(groups: list[Group], eval_groups: list[Group], tokenizer: Any, tok_cfg: TokenizeConfig,
+                    drops: DropReport) -> tuple[list[TokenizedGroup], list[TokenizedGroup], TokenizeStats]:
+    train_tok, stats = tokenize_groups(groups, tokenizer, tok_cfg, drops)
+    eval_tok, _ = tokenize_groups(eval_groups, tokenizer, tok_cfg, drops)
+    if not train_tok:
+        raise ConfigError("no training group is left after tokenisation; raise max_length or check the data")
+    return train_tok, eval_tok, stats
+
+
+def check_objective(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    if name not in OBJECTIVES:
+        raise ConfigError(f"unknown objective '{name}'; choose one of: {', '.join(sorted(OBJECTIVES))}")
+    try:
+        return validate_hparams(name, args)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(str(err)) from err
+
+
+def check_data_fits(objective: str, hparams: dict[str, Any], groups: list[Group], source: str) -> None:
+    """The data must carry what the objective needs; the error names the first group that lacks it."""
+    needs = get_objective(objective).requirements(hparams)
+    wanted = [("rewards", needs.rewards and not needs.ensemble), ("reward_members", needs.ensemble),
+              ("scores", needs.scores), ("labels", needs.labels)]
+    for name, needed in wanted:
+        if not needed:
+            continue
+        for i, g in enumerate(groups):
+            has = getattr(g, name) is not None or (name == "reward_members" and g.rewards is not None)
+            if not has:
+                hint = {
+                    "rewards": "annotate the data with a reward source (rewardalign annotate) or choose a "
+                               "preference objective such as dpo",
+                    "reward_members": "annotate with an ensemble reward model",
+                    "scores": "give scores in [0, 1] (annotate with a transform, e.g. sigmoid or minmax)",
+                    "labels": "give binary labels (the binary format) or choose another objective",
+                }[name]
+                raise DataError(i, name, f"objective '{objective}' needs {name} and the data in {source} "
+                                         f"has none here: {hint}")
+    for i, g in enumerate(groups):
+        if g.k < needs.min_k:
+            raise DataError(i, "responses", f"objective '{objective}' needs K >= {needs.min_k} responses per "
+                                            f"group, this group has {g.k}")
+
+
+def split_eval(groups: list[Group], fraction: float, seed: int) -> tuple[list[Group], list[Group]]:
+    if not 0.0 <= fraction < 1.0:
+        raise ConfigError(f"eval_fraction must be in [0, 1), got {fraction}")
+    order = list(range(len(groups)))
+    random.Random(seed).shuffle(order)
+    n_eval = int(round(fraction * len(groups)))
+    held = set(order[:n_eval])
+    return [g for i, g in enumerate(groups) if i not in held], [g for i, g in enumerate(groups) if i in held]
