@@ -183,17 +183,39 @@ def test_rpo_ties_are_kept():
     assert loss("rpo", batch(**PAIR, rewards=[[2.0, 2.0]])) == pytest.approx(0.01)
 
 
-def bern_kl(p, q):
-    return p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
-
-
 def test_rpo_kl_directions():
-    # teacher logit eta * dr = 1, student logit beta * drho = 0.1
+    # p = sig(beta * drho) is the policy's preference, g = sig(eta * dr) the reward's (METHODS.md).
+    # PAIR: drho = 1, beta = 0.1 -> p = sig(0.1) = 0.52498; dr = 1, eta = 1 -> g = sig(1) = 0.73106.
+    p, g = sig(0.1), sig(1.0)
+    # fwd = KL(Bern(p) || Bern(g)) = p (log p - log g) + (1 - p) (log(1 - p) - log(1 - g)) = 0.09630
+    fwd = p * (math.log(p) - math.log(g)) + (1 - p) * (math.log(1 - p) - math.log(1 - g))
+    # bwd = KL(Bern(g) || Bern(p)) = g (log g - log p) + (1 - g) (log(1 - g) - log(1 - p)) = 0.08895
+    bwd = g * (math.log(g) - math.log(p)) + (1 - g) * (math.log(1 - g) - math.log(1 - p))
+    assert fwd == pytest.approx(0.0963, abs=1e-4) and bwd == pytest.approx(0.0890, abs=1e-4)  # they differ
     inputs = batch(**PAIR, rewards=[[1.0, 0.0]])
-    assert loss("rpo_fwd_kl", inputs) == pytest.approx(bern_kl(sig(1.0), sig(0.1)))
-    assert loss("rpo_bwd_kl", inputs) == pytest.approx(bern_kl(sig(0.1), sig(1.0)))
-    # eta scales the teacher: eta = 2 -> teacher logit 2
-    assert loss("rpo_fwd_kl", inputs, eta=2.0) == pytest.approx(bern_kl(sig(2.0), sig(0.1)))
+    assert loss("rpo_fwd_kl", inputs) == pytest.approx(fwd, rel=1e-9)
+    assert loss("rpo_bwd_kl", inputs) == pytest.approx(bwd, rel=1e-9)
+    # eta = 2 -> g = sig(2) = 0.88080; p unchanged
+    g2 = sig(2.0)
+    fwd2 = p * math.log(p / g2) + (1 - p) * math.log((1 - p) / (1 - g2))
+    bwd2 = g2 * math.log(g2 / p) + (1 - g2) * math.log((1 - g2) / (1 - p))
+    assert loss("rpo_fwd_kl", inputs, eta=2.0) == pytest.approx(fwd2, rel=1e-9)
+    assert loss("rpo_bwd_kl", inputs, eta=2.0) == pytest.approx(bwd2, rel=1e-9)
+
+
+def test_rpo_kl_gradients_follow_their_definitions():
+    # d/du KL(Bern(sig(u)) || Bern(g)) = p (1 - p) (log(p / (1 - p)) - log(g / (1 - g))) = p (1 - p) (u - t)
+    # d/du KL(Bern(g) || Bern(sig(u)))  = p - g
+    # u = beta * (rho_0 - rho_1), so dL/dl_0 = beta * dKL/du = -dL/dl_1. PAIR: u = 0.1, t = eta * dr = 1.
+    p, g = sig(0.1), sig(1.0)
+    for name, d_du in (("rpo_fwd_kl", p * (1 - p) * (0.1 - 1.0)), ("rpo_bwd_kl", p - g)):
+        policy = torch.tensor([[-1.0, -2.0]], dtype=torch.float64, requires_grad=True)
+        inputs = ObjectiveInputs(policy_logps=policy, ref_logps=torch.tensor([[-1.5, -1.5]], dtype=torch.float64),
+                                 mask=torch.ones(1, 2, dtype=torch.bool),
+                                 rewards=torch.tensor([[1.0, 0.0]], dtype=torch.float64))
+        compute_objective(name, inputs)[0].backward()
+        assert policy.grad[0, 0].item() == pytest.approx(0.1 * d_du, rel=1e-9), name
+        assert policy.grad[0, 1].item() == pytest.approx(-0.1 * d_du, rel=1e-9), name
 
 
 def test_edpo_max_and_mean_over_models():
