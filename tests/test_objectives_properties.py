@@ -176,16 +176,47 @@ def test_dro_pulls_each_implicit_reward_toward_its_target_from_both_sides():
 
 
 def test_drdo_focal_term_pushes_the_preferred_response_up():
-    # Equal rewards would leave only the distillation term; order_by=position makes index 0 the focal w.
+    # Equal rewards and log-probs: the distillation term has zero gradient, only the focal term acts;
+    # order_by=position makes index 0 the focal w. At l = -40, pi(y_l) ~ e^-40 and the two forms nearly agree:
+    # both push y_w up, and the modulation (1 - p_w)^gamma pushes y_l down (its direction term is negligible).
     policy = torch.tensor([[-40.0, -40.0]], requires_grad=True)
     inputs = ObjectiveInputs(policy_logps=policy, mask=torch.ones(1, 2, dtype=torch.bool),
                              rewards=torch.tensor([[0.0, 0.0]]))
-    compute_objective("drdo", inputs, order_by="position")[0].backward()
+    for form in ("unlikelihood", "paper"):
+        policy.grad = None
+        compute_objective("drdo", inputs, order_by="position", focal_form=form)[0].backward()
+        grad_w, grad_l = policy.grad[0].tolist()
+        assert grad_w < 0 < grad_l, form
+
+
+def test_drdo_focal_forms_move_the_dispreferred_response_in_opposite_directions():
+    # As documented in drdo's docstring: the printed form maximises log(pi(y_w) / (1 - pi(y_l))), which RAISES
+    # pi(y_l); the unlikelihood form maximises log(pi(y_w) * (1 - pi(y_l))), which lowers it.
+    # gamma = 0 removes the modulation (factor 1), equal rewards and l_w = l_l leave the distillation gradient 0:
+    #   focal = -alpha * (l_w -/+ log(1 - e^{l_l}))  ->  d/dl_l = +/- alpha * e^{l_l} / (1 - e^{l_l})
+    # l_l = -1: e^-1 / (1 - e^-1) = 1 / (e - 1) = 0.58198; alpha = 0.1 -> 0.058198; d/dl_w = -alpha.
+    policy = torch.tensor([[-1.0, -1.0]], dtype=torch.float64, requires_grad=True)
+    inputs = ObjectiveInputs(policy_logps=policy, mask=torch.ones(1, 2, dtype=torch.bool),
+                             rewards=torch.zeros(1, 2, dtype=torch.float64))
+    expected = 0.1 / (math.e - 1.0)
+    compute_objective("drdo", inputs, order_by="position", gamma=0.0, focal_form="paper")[0].backward()
     grad_w, grad_l = policy.grad[0].tolist()
-    assert grad_w < 0 < grad_l
+    assert grad_l == pytest.approx(-expected) and grad_l < 0  # descent raises l_l: pi(y_l) goes UP
+    assert grad_w == pytest.approx(-0.1)
     policy.grad = None
-    compute_objective("drdo", inputs, order_by="position", focal_form="unlikelihood")[0].backward()
-    assert policy.grad[0, 0] < 0 < policy.grad[0, 1]
+    compute_objective("drdo", inputs, order_by="position", gamma=0.0, focal_form="unlikelihood")[0].backward()
+    grad_w, grad_l = policy.grad[0].tolist()
+    assert grad_l == pytest.approx(expected) and grad_l > 0  # pi(y_l) goes down
+    assert grad_w == pytest.approx(-0.1)
+    # With the default gamma = 2 and a likely y_l (l = -0.1, p_w = 1/2), the printed form still raises pi(y_l):
+    # d/dl_l = -alpha * m * (gamma * sig(0) * (l_w - log(1 - e^{l_l})) + 1 / (e^{-l_l} - 1)),  m = sig(0)^2
+    #        = -0.1 * 0.25 * (2 * 0.5 * (-0.1 + 2.35217) + 9.50833) = -0.29401
+    likely = torch.tensor([[-0.1, -0.1]], dtype=torch.float64, requires_grad=True)
+    inputs = ObjectiveInputs(policy_logps=likely, mask=torch.ones(1, 2, dtype=torch.bool),
+                             rewards=torch.zeros(1, 2, dtype=torch.float64))
+    compute_objective("drdo", inputs, order_by="position", focal_form="paper")[0].backward()
+    by_hand = -0.1 * 0.25 * ((-0.1 - math.log(1 - math.exp(-0.1))) + 1 / math.expm1(0.1))
+    assert likely.grad[0, 1].item() == pytest.approx(by_hand) and by_hand < 0
 
 
 def test_kto_pushes_desirable_up_and_undesirable_down_in_single_response_groups():

@@ -162,8 +162,18 @@ def test_kto_groups_of_two_and_four():
     assert loss("kto", pairs) == pytest.approx((g0 + g1) / 2)
 
 
-def test_una_pair_is_dpo_by_value():
-    assert loss("una_pair", batch(**PAIR)) == pytest.approx(-logsig(0.1))
+def test_una_pair():
+    # Paper 003, Eq. 10 with f = log sigma: loss = -log sigma(r_theta(w) - r_theta(l)), r_theta = beta * rho.
+    # PAIR: rho = [0.5, -0.5]. beta = 0.1 (default): -log sigma(0.05 + 0.05) = -log sigma(0.1) = 0.64440
+    assert loss("una_pair", batch(**PAIR)) == pytest.approx(math.log1p(math.exp(-0.1)))
+    # beta = 0.5: r_theta = [0.25, -0.25] -> -log sigma(0.5) = log(1 + e^-0.5) = 0.47408
+    assert loss("una_pair", batch(**PAIR), beta=0.5) == pytest.approx(math.log1p(math.exp(-0.5)))
+    # labels [0, 1] make index 1 the desired response: -log sigma(-0.25 - 0.25) = log(1 + e^0.5) = 0.97408
+    assert loss("una_pair", batch(**PAIR, labels=[[0, 1]]), beta=0.5) == pytest.approx(math.log1p(math.exp(0.5)))
+    # GROUP4, rho = [1, 0, -1, 2], rewards rank 0 > 2 > 1 > 3; best_vs_rest pairs (0,1) (0,2) (0,3) with
+    # r_theta margins 0.1 * [1, 2, -1]: the mean of log(1 + e^-m)
+    rest = sum(math.log1p(math.exp(-0.1 * m)) for m in (1, 2, -1)) / 3
+    assert loss("una_pair", batch(**GROUP4), pairs="best_vs_rest") == pytest.approx(rest)
 
 
 # ------------------------------------------------------------------------------------- reward distillation
