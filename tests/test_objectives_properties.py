@@ -146,7 +146,9 @@ def test_better_response_is_pushed_up_and_worse_one_down(name):
     assert grad_w < 0 < grad_l, (name, grad_w, grad_l)  # gradient descent raises l_w and lowers l_l
 
 
-@pytest.mark.parametrize("name", ["spo", "spo_abs", "rpo", "dro", "una_reward_mse", "dpo", "drdo"])
+@pytest.mark.parametrize(
+    "name", ["spo", "spo_abs", "infonca", "nca", "nca_pair", "rpo", "dro", "una_reward_mse", "dpo", "drdo"]
+)
 def test_best_of_four_goes_up_and_worst_goes_down(name):
     policy = torch.full((1, 4), -3.0, requires_grad=True)
     rewards = torch.tensor([[0.5, 2.0, -2.0, 0.0]])  # best index 1, worst index 2
@@ -154,7 +156,7 @@ def test_best_of_four_goes_up_and_worst_goes_down(name):
         name, policy, torch.full((1, 4), -3.0), rewards, torch.full((1, 4), 0.5), torch.ones(1, 4),
         torch.ones(1, 4), torch.ones(1, 4, dtype=torch.bool), torch.tensor([-4.0]),
     )
-    compute_objective(name, inputs, **({"pairs": "best_vs_rest"} if name == "dpo" else {}))[0].backward()
+    compute_objective(name, inputs, **({"pairs": "best_vs_rest"} if name in ("dpo", "nca_pair") else {}))[0].backward()
     assert policy.grad[0, 1] < 0 < policy.grad[0, 2], (name, policy.grad)
 
 

@@ -16,7 +16,7 @@ from rewardalign.objectives import (
 METHODS_NAMES = {
     "dpo", "ipo", "slic", "simpo", "orpo", "cal_dpo", "dpop", "kto", "rpo", "rpo_fwd_kl", "rpo_bwd_kl", "edpo",
     "dro", "drdo", "una_pair", "una_binary_mse", "una_binary_bce", "una_score_mse", "una_reward_mse", "spo",
-    "spo_abs", "rloo",
+    "spo_abs", "infonca", "nca", "nca_pair", "rloo",
 }
 
 

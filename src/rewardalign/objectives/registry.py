@@ -306,6 +306,9 @@ OBJECTIVES: Mapping[str, Objective] = {
             "spo_abs", listwise.spo_abs, _SPO, beta=_positive(1.0), alpha=_positive(1.0),
             abs_form=_choice("sigmoid", ("sigmoid", "logsigmoid")),
         ),
+        _objective("infonca", listwise.infonca, _SPO, beta=_positive(1.0), alpha=_positive(1.0)),
+        _objective("nca", listwise.nca, _SPO, beta=_positive(1.0), alpha=_positive(1.0)),
+        _objective("nca_pair", pairwise.nca_pair, _PAIRWISE, beta=_positive(0.1), **_PAIRING),
         _objective(
             "rloo", rloo.rloo, Needs(rewards=True, min_k=2),
             lambda h: Needs(reference=h["kl_coef"] > 0, rewards=True, min_k=2), kl_coef=_nonnegative(0.05),
