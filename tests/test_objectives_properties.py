@@ -1,5 +1,6 @@
-"""Properties every registered objective must have: masking, stability, gradient directions."""
+"""Properties every registered objective must have: masking, stability, no host-device sync, gradient directions."""
 
+import contextlib
 import math
 
 import pytest
@@ -126,6 +127,87 @@ def test_log1mexp_is_accurate_and_has_finite_gradients():
     zero = torch.tensor([0.0, -1e-30], requires_grad=True)  # clamped to -eps: finite
     log1mexp(zero).sum().backward()
     assert bool(torch.isfinite(log1mexp(zero)).all()) and bool(torch.isfinite(zero.grad).all())
+
+
+# ------------------------------------------------------------------------------------- host-device sync
+# The default path of compute_objective never synchronises with the device. On CPU a synchronisation cannot be
+# observed, so every Python-level way of reading a tensor's value on the host is made to raise during the call:
+# .item(), .tolist(), .numpy(), .cpu(), a tensor used as a bool, int, float or index, .nonzero() and indexing
+# with a boolean mask (whose output size depends on the values). With CUDA, set_sync_debug_mode checks it.
+
+READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__int__", "__float__", "__index__", "nonzero")
+
+
+def _forbid(name):
+    def read(*args, **kwargs):
+        raise AssertionError(f"host-device sync: Tensor.{name}")
+
+    return read
+
+
+def _no_boolean_masks(getitem):
+    def guarded(self, index):
+        parts = index if isinstance(index, tuple) else (index,)
+        if any(isinstance(p, torch.Tensor) and p.dtype == torch.bool for p in parts):
+            raise AssertionError("host-device sync: indexing with a boolean mask")
+        return getitem(self, index)
+
+    return guarded
+
+
+@contextlib.contextmanager
+def no_host_reads():
+    """Inside the block, reading a tensor's value on the host raises AssertionError."""
+    with pytest.MonkeyPatch.context() as m:
+        getitem = torch.Tensor.__getitem__
+        for name in READS:
+            m.setattr(torch.Tensor, name, _forbid(name))
+        m.setattr(torch.Tensor, "__getitem__", _no_boolean_masks(getitem))
+        for name in ("nonzero", "masked_select", "argwhere"):
+            m.setattr(torch, name, _forbid(name))
+        yield
+
+
+def test_the_guard_catches_host_reads():
+    x = torch.tensor([1.0, 2.0])
+    with no_host_reads():
+        for read in (lambda: x.sum().item(), lambda: bool(x.any()), lambda: x[x > 1], lambda: x.tolist(),
+                     lambda: float(x[0]), lambda: x.nonzero()):
+            with pytest.raises(AssertionError, match="host-device sync"):
+                read()
+
+
+@pytest.mark.parametrize("nll_weight", [0.0, 0.3], ids=["plain", "nll"])
+@pytest.mark.parametrize("name", NAMES)
+def test_compute_objective_makes_no_host_device_sync(name, nll_weight):
+    # padded groups of K = 2, 4 and 3, garbage in the padding, an empty group: every code path of the objective
+    args = with_garbage_padding(*base_batch())
+    policy = args[0].clone().requires_grad_(True)
+    inputs = full_inputs(name, policy, *args[1:])
+    with no_host_reads():
+        loss, metrics = compute_objective(name, inputs, nll_weight=nll_weight)
+        loss.backward()
+    assert torch.isfinite(loss)
+    assert all(isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad for v in metrics.values())
+    assert ("nll" in metrics) == (nll_weight > 0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: torch.cuda.set_sync_debug_mode")
+@pytest.mark.parametrize("name", NAMES)
+def test_compute_objective_makes_no_cuda_sync(name):
+    args = [t.cuda() for t in with_garbage_padding(*base_batch())]
+    policy = args[0].clone().requires_grad_(True)
+    inputs = full_inputs(name, policy, *args[1:])
+    inputs.group_ids = inputs.group_ids.cuda()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        loss, metrics = compute_objective(name, inputs, nll_weight=0.3)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    loss.backward()
+    assert torch.isfinite(loss).item() and torch.isfinite(policy.grad).all().item()
+    assert all(v.is_cuda for v in metrics.values())
 
 
 # ------------------------------------------------------------------------------------ gradient direction

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from rewardalign.objectives import ObjectiveInputs, compute_objective
+from rewardalign.objectives import ObjectiveInputs, compute_objective, mean_metrics
 
 
 def sig(z):
@@ -414,6 +414,32 @@ def test_metrics_with_binary_labels_compare_across_the_batch():
     assert metrics["rewards/rejected"].item() == pytest.approx(0.02)
     assert metrics["rewards/accuracies"].item() == pytest.approx(0.5)
     assert "rewards/explicit_mean" not in metrics
+
+
+def test_a_metric_with_nothing_to_average_is_nan_not_missing():
+    # labels only, all desirable: there is no rejected response, so rewards/rejected, margins and accuracies
+    # are NaN; which keys exist depends on the inputs' fields, not their values.
+    inputs = ObjectiveInputs(policy_logps=torch.tensor([[-1.0], [-2.0]]), ref_logps=torch.tensor([[-1.5], [-1.5]]),
+                             mask=torch.ones(2, 1, dtype=torch.bool), labels=torch.tensor([[1.0], [1.0]]))
+    _, metrics = compute_objective("kto", inputs)
+    assert set(metrics) == {"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
+                            "logps/chosen", "logps/rejected"}
+    assert metrics["rewards/chosen"].item() == pytest.approx(0.0)  # beta * rho = 0.05 and -0.05: mean 0
+    assert metrics["logps/chosen"].item() == pytest.approx(-1.5)
+    for key in ("rewards/rejected", "logps/rejected", "rewards/margins", "rewards/accuracies"):
+        assert math.isnan(metrics[key].item()), key
+
+
+def test_mean_metrics_averages_steps_and_skips_nan():
+    nan = float("nan")
+    history = {
+        "rewards/chosen": [torch.tensor(1.0), torch.tensor(2.0), torch.tensor(nan)],
+        "rewards/rejected": [torch.tensor(nan), torch.tensor(nan)],
+        "loss": [0.5, 1.5],
+        "empty": [],
+    }
+    assert mean_metrics(history) == {"rewards/chosen": 1.5, "loss": 1.0}
+    assert mean_metrics({}) == {}
 
 
 def test_target_mse_metric():
