@@ -72,18 +72,17 @@ def compute_metrics(x: ObjectiveInputs, terms: Terms, order_by: str = "auto") ->
 
 
 def mean_metrics(history: Mapping[str, Sequence[torch.Tensor | float]]) -> dict[str, float]:
-    """Per-metric mean over logged steps, skipping NaN, as floats: one host-device transfer in all.
+    """Per-metric mean over logged steps, skipping NaN, as floats: one host-device transfer per device.
 
     ``history`` maps a metric name to its per-step values (0-dim tensors as :func:`compute_objective` returns
-    them, or floats). A metric that is NaN at every step, or has no step, is left out.
+    them, or floats; one kind per name). A metric that is NaN at every step, or has no step, is left out.
     """
-    names = [name for name, values in history.items() if len(values) > 0]
-    if not names:
-        return {}
-    means = [
-        torch.nanmean(torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in history[name]]))
-        for name in names
-    ]
-    devices = {mean.device for mean in means}
-    values = torch.stack([mean.cpu() for mean in means] if len(devices) > 1 else means).tolist()
-    return {name: value for name, value in zip(names, values) if not math.isnan(value)}
+    by_device: dict[torch.device, list[tuple[str, torch.Tensor]]] = {}
+    for name, values in history.items():
+        if len(values) > 0:
+            mean = torch.nanmean(torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in values]))
+            by_device.setdefault(mean.device, []).append((name, mean))
+    means: dict[str, float] = {}
+    for items in by_device.values():
+        means.update(zip([name for name, _ in items], torch.stack([mean for _, mean in items]).tolist()))
+    return {name: means[name] for name in history if name in means and not math.isnan(means[name])}
