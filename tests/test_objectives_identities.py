@@ -24,13 +24,6 @@ def loss(name, inputs, **hparams):
     return compute_objective(name, inputs, **hparams)[0]
 
 
-@pytest.mark.parametrize("k", [2, 4])
-@pytest.mark.parametrize("pairs", ["best_vs_random", "best_vs_rest", "all_pairs"])
-def test_una_pair_equals_dpo(k, pairs):
-    inputs = random_batch(k=k)
-    torch.testing.assert_close(loss("una_pair", inputs, pairs=pairs), loss("dpo", inputs, pairs=pairs))
-
-
 def test_spo_with_vanishing_alpha_is_dpo_for_pairs():
     # alpha -> 0: the teacher is one-hot on the higher reward; -log softmax = -logsig(u_w - u_l) (004 Eq. 9-10)
     inputs = random_batch(k=2)

@@ -1,5 +1,6 @@
-"""Properties every registered objective must have: masking, stability, gradient directions."""
+"""Properties every registered objective must have: masking, stability, no host-device sync, gradient directions."""
 
+import contextlib
 import math
 
 import pytest
@@ -128,6 +129,87 @@ def test_log1mexp_is_accurate_and_has_finite_gradients():
     assert bool(torch.isfinite(log1mexp(zero)).all()) and bool(torch.isfinite(zero.grad).all())
 
 
+# ------------------------------------------------------------------------------------- host-device sync
+# The default path of compute_objective never synchronises with the device. On CPU a synchronisation cannot be
+# observed, so every Python-level way of reading a tensor's value on the host is made to raise during the call:
+# .item(), .tolist(), .numpy(), .cpu(), a tensor used as a bool, int, float or index, .nonzero() and indexing
+# with a boolean mask (whose output size depends on the values). With CUDA, set_sync_debug_mode checks it.
+
+READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__int__", "__float__", "__index__", "nonzero")
+
+
+def _forbid(name):
+    def read(*args, **kwargs):
+        raise AssertionError(f"host-device sync: Tensor.{name}")
+
+    return read
+
+
+def _no_boolean_masks(getitem):
+    def guarded(self, index):
+        parts = index if isinstance(index, tuple) else (index,)
+        if any(isinstance(p, torch.Tensor) and p.dtype == torch.bool for p in parts):
+            raise AssertionError("host-device sync: indexing with a boolean mask")
+        return getitem(self, index)
+
+    return guarded
+
+
+@contextlib.contextmanager
+def no_host_reads():
+    """Inside the block, reading a tensor's value on the host raises AssertionError."""
+    with pytest.MonkeyPatch.context() as m:
+        getitem = torch.Tensor.__getitem__
+        for name in READS:
+            m.setattr(torch.Tensor, name, _forbid(name))
+        m.setattr(torch.Tensor, "__getitem__", _no_boolean_masks(getitem))
+        for name in ("nonzero", "masked_select", "argwhere"):
+            m.setattr(torch, name, _forbid(name))
+        yield
+
+
+def test_the_guard_catches_host_reads():
+    x = torch.tensor([1.0, 2.0])
+    with no_host_reads():
+        for read in (lambda: x.sum().item(), lambda: bool(x.any()), lambda: x[x > 1], lambda: x.tolist(),
+                     lambda: float(x[0]), lambda: x.nonzero()):
+            with pytest.raises(AssertionError, match="host-device sync"):
+                read()
+
+
+@pytest.mark.parametrize("nll_weight", [0.0, 0.3], ids=["plain", "nll"])
+@pytest.mark.parametrize("name", NAMES)
+def test_compute_objective_makes_no_host_device_sync(name, nll_weight):
+    # padded groups of K = 2, 4 and 3, garbage in the padding, an empty group: every code path of the objective
+    args = with_garbage_padding(*base_batch())
+    policy = args[0].clone().requires_grad_(True)
+    inputs = full_inputs(name, policy, *args[1:])
+    with no_host_reads():
+        loss, metrics = compute_objective(name, inputs, nll_weight=nll_weight)
+        loss.backward()
+    assert torch.isfinite(loss)
+    assert all(isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad for v in metrics.values())
+    assert ("nll" in metrics) == (nll_weight > 0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: torch.cuda.set_sync_debug_mode")
+@pytest.mark.parametrize("name", NAMES)
+def test_compute_objective_makes_no_cuda_sync(name):
+    args = [t.cuda() for t in with_garbage_padding(*base_batch())]
+    policy = args[0].clone().requires_grad_(True)
+    inputs = full_inputs(name, policy, *args[1:])
+    inputs.group_ids = inputs.group_ids.cuda()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        loss, metrics = compute_objective(name, inputs, nll_weight=0.3)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    loss.backward()
+    assert torch.isfinite(loss).item() and torch.isfinite(policy.grad).all().item()
+    assert all(v.is_cuda for v in metrics.values())
+
+
 # ------------------------------------------------------------------------------------ gradient direction
 
 
@@ -146,7 +228,9 @@ def test_better_response_is_pushed_up_and_worse_one_down(name):
     assert grad_w < 0 < grad_l, (name, grad_w, grad_l)  # gradient descent raises l_w and lowers l_l
 
 
-@pytest.mark.parametrize("name", ["spo", "spo_abs", "rpo", "dro", "una_reward_mse", "dpo", "drdo"])
+@pytest.mark.parametrize(
+    "name", ["spo", "spo_abs", "infonca", "nca", "nca_pair", "rpo", "dro", "una_reward_mse", "dpo", "drdo"]
+)
 def test_best_of_four_goes_up_and_worst_goes_down(name):
     policy = torch.full((1, 4), -3.0, requires_grad=True)
     rewards = torch.tensor([[0.5, 2.0, -2.0, 0.0]])  # best index 1, worst index 2
@@ -154,7 +238,7 @@ def test_best_of_four_goes_up_and_worst_goes_down(name):
         name, policy, torch.full((1, 4), -3.0), rewards, torch.full((1, 4), 0.5), torch.ones(1, 4),
         torch.ones(1, 4), torch.ones(1, 4, dtype=torch.bool), torch.tensor([-4.0]),
     )
-    compute_objective(name, inputs, **({"pairs": "best_vs_rest"} if name == "dpo" else {}))[0].backward()
+    compute_objective(name, inputs, **({"pairs": "best_vs_rest"} if name in ("dpo", "nca_pair") else {}))[0].backward()
     assert policy.grad[0, 1] < 0 < policy.grad[0, 2], (name, policy.grad)
 
 
@@ -176,16 +260,47 @@ def test_dro_pulls_each_implicit_reward_toward_its_target_from_both_sides():
 
 
 def test_drdo_focal_term_pushes_the_preferred_response_up():
-    # Equal rewards would leave only the distillation term; order_by=position makes index 0 the focal w.
+    # Equal rewards and log-probs: the distillation term has zero gradient, only the focal term acts;
+    # order_by=position makes index 0 the focal w. At l = -40, pi(y_l) ~ e^-40 and the two forms nearly agree:
+    # both push y_w up, and the modulation (1 - p_w)^gamma pushes y_l down (its direction term is negligible).
     policy = torch.tensor([[-40.0, -40.0]], requires_grad=True)
     inputs = ObjectiveInputs(policy_logps=policy, mask=torch.ones(1, 2, dtype=torch.bool),
                              rewards=torch.tensor([[0.0, 0.0]]))
-    compute_objective("drdo", inputs, order_by="position")[0].backward()
+    for form in ("unlikelihood", "paper"):
+        policy.grad = None
+        compute_objective("drdo", inputs, order_by="position", focal_form=form)[0].backward()
+        grad_w, grad_l = policy.grad[0].tolist()
+        assert grad_w < 0 < grad_l, form
+
+
+def test_drdo_focal_forms_move_the_dispreferred_response_in_opposite_directions():
+    # As documented in drdo's docstring: the printed form maximises log(pi(y_w) / (1 - pi(y_l))), which RAISES
+    # pi(y_l); the unlikelihood form maximises log(pi(y_w) * (1 - pi(y_l))), which lowers it.
+    # gamma = 0 removes the modulation (factor 1), equal rewards and l_w = l_l leave the distillation gradient 0:
+    #   focal = -alpha * (l_w -/+ log(1 - e^{l_l}))  ->  d/dl_l = +/- alpha * e^{l_l} / (1 - e^{l_l})
+    # l_l = -1: e^-1 / (1 - e^-1) = 1 / (e - 1) = 0.58198; alpha = 0.1 -> 0.058198; d/dl_w = -alpha.
+    policy = torch.tensor([[-1.0, -1.0]], dtype=torch.float64, requires_grad=True)
+    inputs = ObjectiveInputs(policy_logps=policy, mask=torch.ones(1, 2, dtype=torch.bool),
+                             rewards=torch.zeros(1, 2, dtype=torch.float64))
+    expected = 0.1 / (math.e - 1.0)
+    compute_objective("drdo", inputs, order_by="position", gamma=0.0, focal_form="paper")[0].backward()
     grad_w, grad_l = policy.grad[0].tolist()
-    assert grad_w < 0 < grad_l
+    assert grad_l == pytest.approx(-expected) and grad_l < 0  # descent raises l_l: pi(y_l) goes UP
+    assert grad_w == pytest.approx(-0.1)
     policy.grad = None
-    compute_objective("drdo", inputs, order_by="position", focal_form="unlikelihood")[0].backward()
-    assert policy.grad[0, 0] < 0 < policy.grad[0, 1]
+    compute_objective("drdo", inputs, order_by="position", gamma=0.0, focal_form="unlikelihood")[0].backward()
+    grad_w, grad_l = policy.grad[0].tolist()
+    assert grad_l == pytest.approx(expected) and grad_l > 0  # pi(y_l) goes down
+    assert grad_w == pytest.approx(-0.1)
+    # With the default gamma = 2 and a likely y_l (l = -0.1, p_w = 1/2), the printed form still raises pi(y_l):
+    # d/dl_l = -alpha * m * (gamma * sig(0) * (l_w - log(1 - e^{l_l})) + 1 / (e^{-l_l} - 1)),  m = sig(0)^2
+    #        = -0.1 * 0.25 * (2 * 0.5 * (-0.1 + 2.35217) + 9.50833) = -0.29401
+    likely = torch.tensor([[-0.1, -0.1]], dtype=torch.float64, requires_grad=True)
+    inputs = ObjectiveInputs(policy_logps=likely, mask=torch.ones(1, 2, dtype=torch.bool),
+                             rewards=torch.zeros(1, 2, dtype=torch.float64))
+    compute_objective("drdo", inputs, order_by="position", focal_form="paper")[0].backward()
+    by_hand = -0.1 * 0.25 * ((-0.1 - math.log(1 - math.exp(-0.1))) + 1 / math.expm1(0.1))
+    assert likely.grad[0, 1].item() == pytest.approx(by_hand) and by_hand < 0
 
 
 def test_kto_pushes_desirable_up_and_undesirable_down_in_single_response_groups():

@@ -16,7 +16,7 @@ from rewardalign.objectives import (
 METHODS_NAMES = {
     "dpo", "ipo", "slic", "simpo", "orpo", "cal_dpo", "dpop", "kto", "rpo", "rpo_fwd_kl", "rpo_bwd_kl", "edpo",
     "dro", "drdo", "una_pair", "una_binary_mse", "una_binary_bce", "una_score_mse", "una_reward_mse", "spo",
-    "spo_abs", "rloo",
+    "spo_abs", "infonca", "nca", "nca_pair", "rloo",
 }
 
 
@@ -102,18 +102,34 @@ def test_needs_are_declared_before_training():
 
 
 # ------------------------------------------------------------------------------------------- input errors
+# Value checks run with check=True (they synchronise with the device); what the shapes and fields alone show
+# is refused on every call.
 
 
 def test_una_score_mse_refuses_scores_outside_the_unit_interval():
-    with pytest.raises(ObjectiveError, match=r"'una_score_mse'.*scores must lie in \[0, 1\]"):
-        compute_objective("una_score_mse", pair(scores=torch.tensor([[0.5, 1.5]])))
+    bad = pair(scores=torch.tensor([[0.5, 1.5]]))
+    with pytest.raises(ObjectiveError, match=r"'una_score_mse'.*scores must lie in \[0, 1\], got values in \[0.5, 1.5\]"):
+        compute_objective("una_score_mse", bad, check=True)
+    compute_objective("una_score_mse", bad)  # the default path does not read values
 
 
 def test_spo_refuses_single_responses():
     single = ObjectiveInputs(policy_logps=torch.tensor([[-1.0]]), ref_logps=torch.tensor([[-1.0]]),
                              mask=torch.ones(1, 1, dtype=torch.bool), rewards=torch.tensor([[1.0]]))
     with pytest.raises(ObjectiveError, match=r"'spo'.*group 0 has 1 response.*at least 2 responses per group"):
+        compute_objective("spo", single, check=True)
+    # a batch one response wide is refused from its shape alone, on the default path too
+    with pytest.raises(ObjectiveError, match=r"'spo'.*at most 1 response.*at least 2 responses per group"):
         compute_objective("spo", single)
+
+
+def test_a_short_group_among_longer_ones_is_found_by_the_check():
+    mixed = ObjectiveInputs(policy_logps=torch.zeros(2, 2), ref_logps=torch.zeros(2, 2),
+                            mask=torch.tensor([[True, True], [True, False]]), rewards=torch.tensor([[1.0, 0.0]] * 2))
+    with pytest.raises(ObjectiveError, match=r"'spo'.*group 1 has 1 response"):
+        compute_objective("spo", mixed, check=True)
+    loss, _ = compute_objective("spo", mixed)  # the default path trusts the data (align checks it upfront)
+    assert torch.isfinite(loss)
 
 
 def test_drdo_without_rewards():
@@ -121,22 +137,59 @@ def test_drdo_without_rewards():
         compute_objective("drdo", pair())
 
 
-@pytest.mark.parametrize(
-    "name, inputs, fragment",
-    [
-        ("dpo", ObjectiveInputs(policy_logps=torch.zeros(1, 2), mask=torch.ones(1, 2)), "missing input ref_logps"),
-        ("dro", pair(rewards=torch.tensor([[1.0, 0.0]])), "missing input prompt_policy_logps, prompt_ref_logps"),
-        ("kto", pair(), "missing input labels"),
-        ("kto", pair(labels=torch.tensor([[1.0, 0.5]])), "labels must be 0 (undesirable) or 1 (desirable)"),
-        ("rpo", pair(rewards=torch.zeros(3, 1, 2)), "ensemble of 3 models"),
-        ("rpo", pair(rewards=torch.tensor([[1.0, float("nan")]])), "NaN or infinite"),
-        ("dpo", pair(n_tokens=torch.tensor([[3, 0]])), "fewer than one token"),
-    ],
-)
-def test_missing_or_invalid_inputs(name, inputs, fragment):
+STRUCTURAL = [
+    ("dpo", ObjectiveInputs(policy_logps=torch.zeros(1, 2), mask=torch.ones(1, 2)), "missing input ref_logps"),
+    ("dro", pair(rewards=torch.tensor([[1.0, 0.0]])), "missing input prompt_policy_logps, prompt_ref_logps"),
+    ("kto", pair(), "missing input labels"),
+    ("rpo", pair(rewards=torch.zeros(3, 1, 2)), "ensemble of 3 models"),
+]
+VALUES = [
+    ("kto", pair(labels=torch.tensor([[1.0, 0.5]])), "labels must be 0 (undesirable) or 1 (desirable)"),
+    ("rpo", pair(rewards=torch.tensor([[1.0, float("nan")]])), "NaN or infinite"),
+    ("dpo", pair(n_tokens=torch.tensor([[3, 0]])), "fewer than one token"),
+]
+
+
+@pytest.mark.parametrize("check", [True, False], ids=["checked", "default"])
+@pytest.mark.parametrize("name, inputs, fragment", STRUCTURAL)
+def test_missing_inputs_are_refused_on_every_path(name, inputs, fragment, check):
     with pytest.raises(ObjectiveError, match=f"objective '{name}'") as info:
-        compute_objective(name, inputs)
+        compute_objective(name, inputs, check=check)
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("name, inputs, fragment", VALUES)
+def test_invalid_values_are_refused_by_the_check(name, inputs, fragment):
+    with pytest.raises(ObjectiveError, match=f"objective '{name}'") as info:
+        compute_objective(name, inputs, check=True)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "name, hparams, fragment",
+    [("dpo", {"beta": -1.0}, "'beta' must be > 0"), ("spo_abs", {"abs_form": "log"}, "one of sigmoid, logsigmoid")],
+)
+def test_bad_hyperparameter_values_are_refused_by_the_check(name, hparams, fragment):
+    inputs = pair(rewards=torch.tensor([[1.0, 0.0]]))
+    with pytest.raises(ObjectiveError, match=f"objective '{name}'") as info:
+        compute_objective(name, inputs, check=True, **hparams)
+    assert fragment in str(info.value)
+
+
+def test_the_default_path_does_not_revalidate(monkeypatch):
+    # validate_hparams runs once before training; compute_objective takes its result as is.
+    hparams = validate_hparams("dpo", {"beta": 0.2})
+
+    def refuse(self, hparams=None):
+        raise AssertionError("validated again")
+
+    monkeypatch.setattr(type(get_objective("dpo")), "validate", refuse)
+    loss, _ = compute_objective("dpo", pair(), **hparams)
+    assert torch.isfinite(loss)
+    loss, _ = compute_objective("dpo", pair(), beta=0.2)  # a subset: the others take their defaults
+    assert torch.isfinite(loss)
+    with pytest.raises(AssertionError, match="validated again"):
+        compute_objective("dpo", pair(), check=True, **hparams)
 
 
 def test_a_group_of_four_without_feedback_cannot_be_paired():

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from rewardalign.objectives import ObjectiveInputs, compute_objective
+from rewardalign.objectives import ObjectiveInputs, compute_objective, mean_metrics
 
 
 def sig(z):
@@ -162,8 +162,18 @@ def test_kto_groups_of_two_and_four():
     assert loss("kto", pairs) == pytest.approx((g0 + g1) / 2)
 
 
-def test_una_pair_is_dpo_by_value():
-    assert loss("una_pair", batch(**PAIR)) == pytest.approx(-logsig(0.1))
+def test_una_pair():
+    # Paper 003, Eq. 10 with f = log sigma: loss = -log sigma(r_theta(w) - r_theta(l)), r_theta = beta * rho.
+    # PAIR: rho = [0.5, -0.5]. beta = 0.1 (default): -log sigma(0.05 + 0.05) = -log sigma(0.1) = 0.64440
+    assert loss("una_pair", batch(**PAIR)) == pytest.approx(math.log1p(math.exp(-0.1)))
+    # beta = 0.5: r_theta = [0.25, -0.25] -> -log sigma(0.5) = log(1 + e^-0.5) = 0.47408
+    assert loss("una_pair", batch(**PAIR), beta=0.5) == pytest.approx(math.log1p(math.exp(-0.5)))
+    # labels [0, 1] make index 1 the desired response: -log sigma(-0.25 - 0.25) = log(1 + e^0.5) = 0.97408
+    assert loss("una_pair", batch(**PAIR, labels=[[0, 1]]), beta=0.5) == pytest.approx(math.log1p(math.exp(0.5)))
+    # GROUP4, rho = [1, 0, -1, 2], rewards rank 0 > 2 > 1 > 3; best_vs_rest pairs (0,1) (0,2) (0,3) with
+    # r_theta margins 0.1 * [1, 2, -1]: the mean of log(1 + e^-m)
+    rest = sum(math.log1p(math.exp(-0.1 * m)) for m in (1, 2, -1)) / 3
+    assert loss("una_pair", batch(**GROUP4), pairs="best_vs_rest") == pytest.approx(rest)
 
 
 # ------------------------------------------------------------------------------------- reward distillation
@@ -183,17 +193,39 @@ def test_rpo_ties_are_kept():
     assert loss("rpo", batch(**PAIR, rewards=[[2.0, 2.0]])) == pytest.approx(0.01)
 
 
-def bern_kl(p, q):
-    return p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
-
-
 def test_rpo_kl_directions():
-    # teacher logit eta * dr = 1, student logit beta * drho = 0.1
+    # p = sig(beta * drho) is the policy's preference, g = sig(eta * dr) the reward's (METHODS.md).
+    # PAIR: drho = 1, beta = 0.1 -> p = sig(0.1) = 0.52498; dr = 1, eta = 1 -> g = sig(1) = 0.73106.
+    p, g = sig(0.1), sig(1.0)
+    # fwd = KL(Bern(p) || Bern(g)) = p (log p - log g) + (1 - p) (log(1 - p) - log(1 - g)) = 0.09630
+    fwd = p * (math.log(p) - math.log(g)) + (1 - p) * (math.log(1 - p) - math.log(1 - g))
+    # bwd = KL(Bern(g) || Bern(p)) = g (log g - log p) + (1 - g) (log(1 - g) - log(1 - p)) = 0.08895
+    bwd = g * (math.log(g) - math.log(p)) + (1 - g) * (math.log(1 - g) - math.log(1 - p))
+    assert fwd == pytest.approx(0.0963, abs=1e-4) and bwd == pytest.approx(0.0890, abs=1e-4)  # they differ
     inputs = batch(**PAIR, rewards=[[1.0, 0.0]])
-    assert loss("rpo_fwd_kl", inputs) == pytest.approx(bern_kl(sig(1.0), sig(0.1)))
-    assert loss("rpo_bwd_kl", inputs) == pytest.approx(bern_kl(sig(0.1), sig(1.0)))
-    # eta scales the teacher: eta = 2 -> teacher logit 2
-    assert loss("rpo_fwd_kl", inputs, eta=2.0) == pytest.approx(bern_kl(sig(2.0), sig(0.1)))
+    assert loss("rpo_fwd_kl", inputs) == pytest.approx(fwd, rel=1e-9)
+    assert loss("rpo_bwd_kl", inputs) == pytest.approx(bwd, rel=1e-9)
+    # eta = 2 -> g = sig(2) = 0.88080; p unchanged
+    g2 = sig(2.0)
+    fwd2 = p * math.log(p / g2) + (1 - p) * math.log((1 - p) / (1 - g2))
+    bwd2 = g2 * math.log(g2 / p) + (1 - g2) * math.log((1 - g2) / (1 - p))
+    assert loss("rpo_fwd_kl", inputs, eta=2.0) == pytest.approx(fwd2, rel=1e-9)
+    assert loss("rpo_bwd_kl", inputs, eta=2.0) == pytest.approx(bwd2, rel=1e-9)
+
+
+def test_rpo_kl_gradients_follow_their_definitions():
+    # d/du KL(Bern(sig(u)) || Bern(g)) = p (1 - p) (log(p / (1 - p)) - log(g / (1 - g))) = p (1 - p) (u - t)
+    # d/du KL(Bern(g) || Bern(sig(u)))  = p - g
+    # u = beta * (rho_0 - rho_1), so dL/dl_0 = beta * dKL/du = -dL/dl_1. PAIR: u = 0.1, t = eta * dr = 1.
+    p, g = sig(0.1), sig(1.0)
+    for name, d_du in (("rpo_fwd_kl", p * (1 - p) * (0.1 - 1.0)), ("rpo_bwd_kl", p - g)):
+        policy = torch.tensor([[-1.0, -2.0]], dtype=torch.float64, requires_grad=True)
+        inputs = ObjectiveInputs(policy_logps=policy, ref_logps=torch.tensor([[-1.5, -1.5]], dtype=torch.float64),
+                                 mask=torch.ones(1, 2, dtype=torch.bool),
+                                 rewards=torch.tensor([[1.0, 0.0]], dtype=torch.float64))
+        compute_objective(name, inputs)[0].backward()
+        assert policy.grad[0, 0].item() == pytest.approx(0.1 * d_du, rel=1e-9), name
+        assert policy.grad[0, 1].item() == pytest.approx(-0.1 * d_du, rel=1e-9), name
 
 
 def test_edpo_max_and_mean_over_models():
@@ -382,6 +414,32 @@ def test_metrics_with_binary_labels_compare_across_the_batch():
     assert metrics["rewards/rejected"].item() == pytest.approx(0.02)
     assert metrics["rewards/accuracies"].item() == pytest.approx(0.5)
     assert "rewards/explicit_mean" not in metrics
+
+
+def test_a_metric_with_nothing_to_average_is_nan_not_missing():
+    # labels only, all desirable: there is no rejected response, so rewards/rejected, margins and accuracies
+    # are NaN; which keys exist depends on the inputs' fields, not their values.
+    inputs = ObjectiveInputs(policy_logps=torch.tensor([[-1.0], [-2.0]]), ref_logps=torch.tensor([[-1.5], [-1.5]]),
+                             mask=torch.ones(2, 1, dtype=torch.bool), labels=torch.tensor([[1.0], [1.0]]))
+    _, metrics = compute_objective("kto", inputs)
+    assert set(metrics) == {"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
+                            "logps/chosen", "logps/rejected"}
+    assert metrics["rewards/chosen"].item() == pytest.approx(0.0)  # beta * rho = 0.05 and -0.05: mean 0
+    assert metrics["logps/chosen"].item() == pytest.approx(-1.5)
+    for key in ("rewards/rejected", "logps/rejected", "rewards/margins", "rewards/accuracies"):
+        assert math.isnan(metrics[key].item()), key
+
+
+def test_mean_metrics_averages_steps_and_skips_nan():
+    nan = float("nan")
+    history = {
+        "rewards/chosen": [torch.tensor(1.0), torch.tensor(2.0), torch.tensor(nan)],
+        "rewards/rejected": [torch.tensor(nan), torch.tensor(nan)],
+        "loss": [0.5, 1.5],
+        "empty": [],
+    }
+    assert mean_metrics(history) == {"rewards/chosen": 1.5, "loss": 1.0}
+    assert mean_metrics({}) == {}
 
 
 def test_target_mse_metric():

@@ -34,28 +34,35 @@ def rpo(x: ObjectiveInputs, *, beta: float, eta: float) -> Terms:
 
 
 def rpo_fwd_kl(x: ObjectiveInputs, *, beta: float, eta: float) -> Terms:
-    """Reward distillation, forward KL between the teacher's and the student's Bradley-Terry preference.
+    """Reward distillation, forward KL: the POLICY's Bradley-Terry preference comes first.
 
-        loss = KL( Bern(sigma(eta * (r_i - r_j))) || Bern(sigma(beta * (rho_i - rho_j))) )
+        p    = sigma(beta * (rho_i - rho_j))        the policy's (implicit) preference of i over j
+        g    = sigma(eta * (r_i - r_j))             the reward's (explicit) preference
+        loss = KL(Bern(p) || Bern(g)) = p * (log p - log g) + (1 - p) * (log(1 - p) - log(1 - g))
 
-    The teacher's distribution comes first (NeMo-Aligner ``rpo_fwd_kl``). Symmetric in the pair, as the KL
-    between two Bernoullis is unchanged by swapping both outcomes. Defaults: beta = 0.1, eta = 1.0.
+    mean over the pairs {i, j} of the group. NeMo-Aligner ``rpo_fwd_kl`` (its ``exp(logbeta_hat) *
+    (logbeta_hat - logalpha_hat) + ...``, beta_hat the policy's); METHODS.md, "Reward distillation". "Forward"
+    is NeMo's name for this order. Symmetric in the pair, as the KL between two Bernoullis is unchanged by
+    swapping both outcomes. Defaults: beta = 0.1, eta = 1.0.
     """
     student, teacher, mask = _margins(x, beta, eta, x.rewards)
-    loss, valid = group_mean(bernoulli_kl(teacher, student), mask)
+    loss, valid = group_mean(bernoulli_kl(student, teacher), mask)
     err, _ = group_mean((student - teacher) ** 2, mask)
     return Terms(loss, valid, implicit=beta * logratios(x), target_err=err)
 
 
 def rpo_bwd_kl(x: ObjectiveInputs, *, beta: float, eta: float) -> Terms:
-    """Reward distillation, backward (reverse) KL: the student's preference distribution comes first.
+    """Reward distillation, backward KL: the REWARD's Bradley-Terry preference comes first.
 
-        loss = KL( Bern(sigma(beta * (rho_i - rho_j))) || Bern(sigma(eta * (r_i - r_j))) )
+        p    = sigma(beta * (rho_i - rho_j)),   g = sigma(eta * (r_i - r_j))       (as in ``rpo_fwd_kl``)
+        loss = KL(Bern(g) || Bern(p)) = g * (log g - log p) + (1 - g) * (log(1 - g) - log(1 - p))
 
-    NeMo-Aligner ``rpo_bwd_kl``. Defaults: beta = 0.1, eta = 1.0.
+    mean over the pairs {i, j} of the group: the cross-entropy of the policy's preference against the
+    reward's, less the reward's entropy. NeMo-Aligner ``rpo_bwd_kl``; METHODS.md, "Reward distillation".
+    Defaults: beta = 0.1, eta = 1.0.
     """
     student, teacher, mask = _margins(x, beta, eta, x.rewards)
-    loss, valid = group_mean(bernoulli_kl(student, teacher), mask)
+    loss, valid = group_mean(bernoulli_kl(teacher, student), mask)
     err, _ = group_mean((student - teacher) ** 2, mask)
     return Terms(loss, valid, implicit=beta * logratios(x), target_err=err)
 

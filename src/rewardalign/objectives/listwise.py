@@ -1,4 +1,5 @@
-"""Listwise soft preference optimisation, SPO and SPO-abs (paper 004)."""
+"""Listwise objectives on K >= 2 responses with a soft teacher: SPO and SPO-abs (paper 004), InfoNCA and NCA
+(Chen et al. 2024, "Noise Contrastive Alignment of Language Models with Explicit Rewards", NeurIPS 2024)."""
 
 from __future__ import annotations
 
@@ -69,3 +70,42 @@ def spo_abs(x: ObjectiveInputs, *, beta: float, alpha: float, abs_form: str) -> 
     absolute = torch.sigmoid(-u) if abs_form == "sigmoid" else F.logsigmoid(-u)
     mean_absolute, valid = group_mean(absolute, x.mask)
     return Terms(cross_entropy + mean_absolute, valid, implicit=u)
+
+
+def infonca(x: ObjectiveInputs, *, beta: float, alpha: float) -> Terms:
+    """InfoNCA (Chen et al. 2024, "Noise Contrastive Alignment of Language Models with Explicit Rewards",
+    Sec. 3, the InfoNCA loss): the same loss as ``spo``, registered under the name of its other paper.
+
+        u_k  = beta * rho_k,   t = softmax_k(r_k / alpha)
+        loss = -sum_k t_k * log softmax_k(u)
+
+    Chen et al. derive it from InfoNCE over K responses and show it is DPO for K = 2 with a one-hot teacher;
+    paper 004 derives the same cross-entropy as SPO. The teacher is SPO's (rewards, else scores; with only
+    labels or no feedback, uniform over the top-ranked responses); alpha divides the rewards, as in METHODS.md.
+
+    Defaults: beta = 1.0, alpha = 1.0 (SPO's; the authors' repository trains with beta = 0.01).
+    """
+    return spo(x, beta=beta, alpha=alpha)
+
+
+def nca(x: ObjectiveInputs, *, beta: float, alpha: float) -> Terms:
+    """NCA (Chen et al. 2024, "Noise Contrastive Alignment of Language Models with Explicit Rewards", Sec. 4,
+    the NCA loss): binary noise-contrastive estimation of each response's absolute implicit reward.
+
+        u_k  = beta * rho_k,   t = softmax_k(r_k / alpha)          (the teacher of ``spo``)
+        loss = -sum_k t_k * logsig(u_k) - (1/K) * sum_k logsig(-u_k)
+
+    K is the group's number of valid responses (padded entries are out of the teacher's softmax and of both
+    sums). Unlike InfoNCA/SPO, which only move the u_k relative to each other, each u_k has its own optimum:
+    dloss/du_k = -t_k * sigma(-u_k) + sigma(u_k) / K vanishes at u_k = log(K * t_k), so a response the teacher
+    rates above 1/K is pushed up in absolute terms (the paper's remedy for the falling chosen likelihood of
+    DPO/InfoNCA). With a one-hot teacher and K = 2 this is ``nca_pair``. The teacher reads rewards, else
+    scores; with only labels, or none (a plain pair), it is uniform over the top-ranked responses.
+
+    Defaults: beta = 1.0, alpha = 1.0 (as ``spo``/``infonca``, whose u_k and teacher it shares; the authors'
+    repository trains with beta = 0.01).
+    """
+    u = beta * logratios(x)
+    attract = -torch.where(x.mask, _teacher(x, alpha) * F.logsigmoid(u), 0.0).sum(dim=1)
+    repel, valid = group_mean(-F.logsigmoid(-u), x.mask)
+    return Terms(attract + repel, valid, implicit=u)

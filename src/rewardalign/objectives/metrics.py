@@ -11,12 +11,20 @@ Chosen and rejected. In a group ranked by rewards, scores or its order, they are
 response of each group with a strict order between them (pairs, K = 4 groups alike). When binary labels
 are the only feedback (KTO, UNA binary; often K = 1 groups) they are every desirable and every undesirable
 response, and the accuracy runs over all (desirable, undesirable) pairs of the batch: labels are absolute,
-so responses to different prompts compare. A metric with nothing to average on a batch (e.g.
-``rewards/rejected`` on a batch without an undesirable response) is left out rather than reported as 0.
-All values are detached scalar tensors.
+so responses to different prompts compare.
+
+Which metrics a batch reports depends only on which inputs it carries and on the objective (never on the
+values), so computing them never synchronises with the device. A metric with nothing to average on a batch
+(e.g. ``rewards/rejected`` on a batch of labels without an undesirable response, or ``rewards/accuracies``
+when every group ties) is NaN (0/0). All values are detached 0-dim tensors on the inputs' device; a caller
+that logs them averages over steps while skipping NaN, e.g. with :func:`mean_metrics`, which converts a
+whole logging window to floats with one host-device transfer.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -25,7 +33,8 @@ from rewardalign.objectives.inputs import ObjectiveInputs
 from rewardalign.objectives.pairs import best_index, explicit_feedback, order_key, worst_index
 
 
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` where ``mask`` is True, a 0-dim tensor; NaN when ``mask`` selects nothing."""
     return torch.where(mask, values, 0.0).sum() / mask.sum()
 
 
@@ -50,16 +59,30 @@ def compute_metrics(x: ObjectiveInputs, terms: Terms, order_by: str = "auto") ->
 
     metrics: dict[str, torch.Tensor] = {}
     for name, selected in (("chosen", chosen), ("rejected", rejected)):
-        if selected.any():
-            metrics[f"rewards/{name}"] = _masked_mean(u, selected)
-            metrics[f"logps/{name}"] = _masked_mean(logps, selected)
-    if chosen.any() and rejected.any():
-        metrics["rewards/margins"] = metrics["rewards/chosen"] - metrics["rewards/rejected"]
-    if compared.any():
-        metrics["rewards/accuracies"] = _masked_mean(agrees.float(), compared)
+        metrics[f"rewards/{name}"] = masked_mean(u, selected)
+        metrics[f"logps/{name}"] = masked_mean(logps, selected)
+    metrics["rewards/margins"] = metrics["rewards/chosen"] - metrics["rewards/rejected"]
+    metrics["rewards/accuracies"] = masked_mean(agrees.to(u.dtype), compared)
     explicit = x.rewards if x.rewards is not None else x.scores
     if explicit is not None:
-        metrics["rewards/explicit_mean"] = _masked_mean(explicit.detach(), x.mask.expand_as(explicit))
-    if terms.target_err is not None and terms.valid.any():
-        metrics["rewards/target_mse"] = _masked_mean(terms.target_err.detach(), terms.valid)
+        metrics["rewards/explicit_mean"] = masked_mean(explicit.detach(), x.mask.expand_as(explicit))
+    if terms.target_err is not None:
+        metrics["rewards/target_mse"] = masked_mean(terms.target_err.detach(), terms.valid)
     return metrics
+
+
+def mean_metrics(history: Mapping[str, Sequence[torch.Tensor | float]]) -> dict[str, float]:
+    """Per-metric mean over logged steps, skipping NaN, as floats: one host-device transfer per device.
+
+    ``history`` maps a metric name to its per-step values (0-dim tensors as :func:`compute_objective` returns
+    them, or floats; one kind per name). A metric that is NaN at every step, or has no step, is left out.
+    """
+    by_device: dict[torch.device, list[tuple[str, torch.Tensor]]] = {}
+    for name, values in history.items():
+        if len(values) > 0:
+            mean = torch.nanmean(torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in values]))
+            by_device.setdefault(mean.device, []).append((name, mean))
+    means: dict[str, float] = {}
+    for items in by_device.values():
+        means.update(zip([name for name, _ in items], torch.stack([mean for _, mean in items]).tolist()))
+    return {name: means[name] for name in history if name in means and not math.isnan(means[name])}

@@ -83,10 +83,15 @@ def order_key(x: ObjectiveInputs, order_by: str = "auto") -> torch.Tensor:
 
 
 def ranking_key(x: ObjectiveInputs, order_by: str = "auto") -> torch.Tensor:
-    """:func:`order_key`, refusing to guess the order of a group of K > 2 without feedback under ``auto``."""
-    if order_by == "auto" and explicit_feedback(x) is None and bool((x.group_sizes > 2).any()):
+    """:func:`order_key`, refusing to guess the order of groups of K > 2 without feedback under ``auto``.
+
+    The test reads shapes only (the batch's padded width K, which the collator sets to its largest group),
+    so it never synchronises with the device.
+    """
+    width = x.mask.shape[1]
+    if order_by == "auto" and width > 2 and explicit_feedback(x) is None:
         raise ValueError(
-            "a group has more than two responses but no rewards, scores or labels to rank them; "
+            f"the groups have up to {width} responses but no rewards, scores or labels to rank them; "
             "pass order_by='position' if the responses are listed best first"
         )
     return order_key(x, order_by)
@@ -142,8 +147,8 @@ def preference_pairs(
     raise ValueError(f"unknown pair construction {pairs!r}; expected one of {', '.join(PAIRINGS)}")
 
 
-def _mix32(x: torch.Tensor) -> torch.Tensor:
-    """A 32-bit integer hash (xor-shift-multiply rounds) on int64 tensors holding values in [0, 2^32).
+def _mix32(x: torch.Tensor | int) -> torch.Tensor | int:
+    """A 32-bit integer hash (xor-shift-multiply rounds) on int64 tensors (or Python ints) in [0, 2^32).
 
     The multiplier is below 2^27, so no product leaves the int64 range: the result is the same on every
     device.
@@ -153,7 +158,7 @@ def _mix32(x: torch.Tensor) -> torch.Tensor:
     return (x >> 16) ^ x
 
 
-def _fold32(x: torch.Tensor) -> torch.Tensor:
+def _fold32(x: torch.Tensor | int) -> torch.Tensor | int:
     return (x ^ (x >> 32)) & _MASK32
 
 
@@ -166,7 +171,7 @@ def random_draws(seed: int, mask: torch.Tensor, group_ids: torch.Tensor | None =
     batch, _ = mask.shape
     device = mask.device
     ids = torch.arange(batch, device=device) if group_ids is None else group_ids.to(device, torch.int64)
-    seed_hash = _mix32(_fold32(torch.tensor(seed, dtype=torch.int64, device=device)))
+    seed_hash = _mix32(_fold32(seed))  # Python integers: no host-to-device copy
     group_hash = _mix32(_fold32(ids) ^ seed_hash)
     rank = mask.long().cumsum(dim=1)
     return _mix32(group_hash[:, None] ^ _mix32(rank))

@@ -54,6 +54,28 @@ def una_pair(x: ObjectiveInputs, *, beta: float, pairs: str, seed: int, order_by
     return dpo(x, beta=beta, label_smoothing=0.0, pairs=pairs, seed=seed, order_by=order_by)
 
 
+def nca_pair(x: ObjectiveInputs, *, beta: float, pairs: str, seed: int, order_by: str) -> Terms:
+    """Pairwise NCA (Chen et al. 2024, "Noise Contrastive Alignment of Language Models with Explicit Rewards",
+    Sec. 4, the NCA loss on preference pairs; TRL's ``nca_pair``).
+
+        u    = beta * rho
+        loss = -logsig(u_w) - 0.5 * logsig(-u_w) - 0.5 * logsig(-u_l)
+
+    ``nca`` with K = 2 and the teacher one-hot on w. The rejected response is always pushed down
+    (dloss/du_l = sigma(u_l) / 2 > 0); the chosen one is pushed up while u_w < log 2, whatever u_l
+    (dloss/du_w = -sigma(-u_w) + sigma(u_w) / 2), so its likelihood does not fall as DPO's can. A group of
+    K > 2 is reduced to pairs by ``pairs`` as for ``dpo``; its loss is the mean over them.
+
+    Defaults: beta = 0.1 (TRL's and the library's pairwise default; the authors' repository trains with
+    0.01), pairs = best_vs_random, seed = 0, order_by = auto.
+    """
+    p = make_pairs(x, pairs, seed, order_by)
+    u = beta * logratios(x)
+    u_w, u_l = p.take(u)
+    loss = -F.logsigmoid(u_w) - 0.5 * F.logsigmoid(-u_w) - 0.5 * F.logsigmoid(-u_l)
+    return Terms(*group_mean(loss, p.mask), implicit=u)
+
+
 def ipo(x: ObjectiveInputs, *, beta: float, pairs: str, seed: int, order_by: str) -> Terms:
     """Identity Preference Optimization (Azar et al. 2024): regress the log-ratio margin onto 1/(2 beta).
 

@@ -1,16 +1,30 @@
 """The registry: every objective by name, what it needs, its hyperparameters, and how it is computed.
 
-    loss, metrics = compute_objective("dro", inputs, beta=0.1, z0=0.0)
+    hparams = validate_hparams("dro", {"beta": 0.1})       # once, before training: checked, defaults filled
+    loss, metrics = compute_objective("dro", inputs, **hparams)               # every step: no host sync
+    loss, metrics = compute_objective("dro", inputs, check=True, **hparams)  # tests, debugging, first batch
 
-Before training, the trainer and the CLI ask ``get_objective(name).requirements(hparams)`` (a
-:class:`Needs`) which inputs to build, and ``validate_hparams(name, hparams)`` checks a config without
-tensors. Every objective accepts ``nll_weight`` (default 0): the loss of each group gains
-``nll_weight * (-l_w / n_w)``, the mean token NLL of the group's best response (the "RPO"/"SFT" term of
-TRL and NeMo); when labels are given, a best response labelled undesirable gets no NLL term.
+The contract. ``validate_hparams(name, hparams)`` (also ``get_objective(name).validate``) checks a config
+without tensors and returns the resolved hyperparameters (defaults filled, values coerced); callers run it
+once. ``compute_objective(name, inputs, **hparams)`` trusts them: it fills missing names with their defaults
+but does not re-check values, and it never synchronises with the device (no ``.item()``, no tensor used as
+a Python bool, no boolean-mask indexing), so a training step does not wait for the GPU. It still refuses, for
+free, what it can see without reading a tensor: an unknown hyperparameter name, a missing input field, an
+ensemble given to an objective that takes one reward model, groups narrower than the objective's ``min_k``,
+and groups of more than two responses without any feedback to rank them (``order_by='position'`` lifts that).
+``check=True`` adds what needs the tensors' values, with clear :class:`ObjectiveError` messages: hyperparameter
+values (``validate_hparams``), and :func:`check_inputs` (a group with fewer than ``min_k`` responses,
+n_tokens < 1, NaN/inf rewards, scores outside [0, 1], labels other than 0/1). Those checks synchronise.
+
+Before training, the trainer and the CLI also ask ``get_objective(name).requirements(hparams)`` (a
+:class:`Needs`) which inputs to build. Every objective accepts ``nll_weight`` (default 0): the loss of each
+group gains ``nll_weight * (-l_w / n_w)``, the mean token NLL of the group's best response (the "RPO"/"SFT"
+term of TRL and NeMo); when labels are given, a best response labelled undesirable gets no NLL term.
 
 Reduction: an objective gives one loss per group (the mean over its valid pairs or responses); the batch
 loss is the mean over the groups that have at least one valid pair or response. A batch without any is a
-loss of 0 that still backpropagates (to zero gradients).
+loss of 0 that still backpropagates (to zero gradients). Metrics are detached 0-dim tensors on the inputs'
+device (see :mod:`rewardalign.objectives.metrics`; NaN where a metric has nothing to average in the batch).
 """
 
 from __future__ import annotations
@@ -26,7 +40,7 @@ import torch
 from rewardalign.objectives import distill, drdo, listwise, pairwise, pointwise, rloo
 from rewardalign.objectives.core import Terms, prepare
 from rewardalign.objectives.inputs import ObjectiveInputs
-from rewardalign.objectives.metrics import compute_metrics
+from rewardalign.objectives.metrics import compute_metrics, masked_mean
 from rewardalign.objectives.pairs import ORDERINGS, PAIRINGS, best_index, order_key
 
 
@@ -175,10 +189,19 @@ class Objective:
     def _needs(self, hparams: dict[str, Any]) -> Needs:
         return self.needs if self.needs_for is None else self.needs_for(hparams)
 
-    def __call__(self, inputs: ObjectiveInputs, **hparams: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(scalar loss, metrics) of the batch ``inputs``."""
-        hparams = self.validate(hparams)
-        check_inputs(self.name, self._needs(hparams), inputs)
+    def __call__(
+        self, inputs: ObjectiveInputs, *, check: bool = False, **hparams: Any
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(scalar loss, metrics) of the batch ``inputs``; see the module docstring for ``check``."""
+        if check or not hparams.keys() <= self.params.keys():
+            hparams = self.validate(hparams)  # an unknown name is always an error, with the accepted names
+        else:
+            hparams = {**self.defaults, **hparams}
+        needs = self._needs(hparams)
+        if check:
+            check_inputs(self.name, needs, inputs)
+        else:
+            check_structure(self.name, needs, inputs)
         x = prepare(inputs)
         nll_weight = hparams.pop("nll_weight")
         order_by = hparams.get("order_by", "auto")
@@ -191,8 +214,7 @@ class Objective:
         if nll_weight > 0:
             nll, has_nll = _best_response_nll(x, order_by)
             group_loss = group_loss + nll_weight * torch.where(has_nll, nll, 0.0)
-            if has_nll.any():
-                metrics["nll"] = nll.detach()[has_nll].mean()
+            metrics["nll"] = masked_mean(nll.detach(), has_nll)
         loss = torch.where(terms.valid, group_loss, 0.0).sum() / terms.valid.sum().clamp(min=1)
         return loss, metrics
 
@@ -207,12 +229,15 @@ def _best_response_nll(x: ObjectiveInputs, order_by: str) -> tuple[torch.Tensor,
     return nll, has_nll
 
 
-def check_inputs(name: str, needs: Needs, inputs: ObjectiveInputs) -> None:
-    """Raise :class:`ObjectiveError` if ``inputs`` lack what ``needs`` asks or hold invalid values."""
-
+def _failure(name: str, needs: Needs) -> Callable[[str], None]:
     def fail(problem: str) -> None:
         raise ObjectiveError(f"objective {name!r}: {problem}. It needs: {needs.describe()}")
 
+    return fail
+
+
+def _check_fields(name: str, needs: Needs, inputs: ObjectiveInputs) -> None:
+    fail = _failure(name, needs)
     required = {
         "ref_logps": needs.reference,
         "rewards": needs.rewards,
@@ -226,6 +251,30 @@ def check_inputs(name: str, needs: Needs, inputs: ObjectiveInputs) -> None:
         fail(f"missing input {', '.join(missing)}")
     if inputs.is_ensemble and not needs.ensemble:
         fail(f"rewards are an ensemble of {inputs.rewards.shape[0]} models, but it takes one reward per response")
+
+
+def check_structure(name: str, needs: Needs, inputs: ObjectiveInputs) -> None:
+    """Raise :class:`ObjectiveError` for what ``inputs`` lack, judged without reading any tensor's values.
+
+    Missing fields, an ensemble where one reward model is expected, and a batch whose groups all have fewer
+    than ``needs.min_k`` responses (the padded width K is below it). Never synchronises with the device.
+    """
+    _check_fields(name, needs, inputs)
+    width = inputs.mask.shape[1]
+    if width < needs.min_k:
+        _failure(name, needs)(f"the groups have at most {width} response(s)")
+
+
+def check_inputs(name: str, needs: Needs, inputs: ObjectiveInputs) -> None:
+    """What :func:`check_structure` checks, more precisely, and the checks that read values (these synchronise).
+
+    Raise :class:`ObjectiveError` if a field is missing, an ensemble is given where one reward model is
+    expected, a non-empty group has fewer than ``needs.min_k`` responses, a response has n_tokens < 1,
+    rewards, scores or labels are NaN or infinite at a valid response, scores lie outside [0, 1] or labels are
+    not 0/1 (for objectives that read them).
+    """
+    _check_fields(name, needs, inputs)
+    fail = _failure(name, needs)
     mask = inputs.mask
     sizes = inputs.group_sizes
     short = ((sizes > 0) & (sizes < needs.min_k)).nonzero().flatten()
@@ -306,6 +355,9 @@ OBJECTIVES: Mapping[str, Objective] = {
             "spo_abs", listwise.spo_abs, _SPO, beta=_positive(1.0), alpha=_positive(1.0),
             abs_form=_choice("sigmoid", ("sigmoid", "logsigmoid")),
         ),
+        _objective("infonca", listwise.infonca, _SPO, beta=_positive(1.0), alpha=_positive(1.0)),
+        _objective("nca", listwise.nca, _SPO, beta=_positive(1.0), alpha=_positive(1.0)),
+        _objective("nca_pair", pairwise.nca_pair, _PAIRWISE, beta=_positive(0.1), **_PAIRING),
         _objective(
             "rloo", rloo.rloo, Needs(rewards=True, min_k=2),
             lambda h: Needs(reference=h["kl_coef"] > 0, rewards=True, min_k=2), kl_coef=_nonnegative(0.05),
@@ -323,15 +375,26 @@ def get_objective(name: str) -> Objective:
 
 
 def validate_hparams(name: str, hparams: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Check ``hparams`` for objective ``name`` without tensors: the defaults updated with them."""
+    """Check ``hparams`` for objective ``name`` without tensors; return the resolved hyperparameters.
+
+    The defaults updated with ``hparams``, each value coerced to its type and checked; an unknown objective
+    or hyperparameter is an :class:`ObjectiveError`. Run it once before training and pass the result to every
+    :func:`compute_objective` call, which does not re-check values.
+    """
     return get_objective(name).validate(hparams)
 
 
 def compute_objective(
-    name: str, inputs: ObjectiveInputs, **hparams: Any
+    name: str, inputs: ObjectiveInputs, *, check: bool = False, **hparams: Any
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """(scalar loss, metrics) of objective ``name`` on ``inputs``; metrics are detached scalar tensors."""
-    return get_objective(name)(inputs, **hparams)
+    """(scalar loss, metrics) of objective ``name`` on ``inputs``; metrics are detached 0-dim tensors.
+
+    ``hparams`` are taken as :func:`validate_hparams` returned them (missing names get their defaults;
+    values are not re-checked) and the call never synchronises with the device. ``check=True`` validates
+    the hyperparameters and runs :func:`check_inputs` on the tensors' values, at the cost of a few host-device
+    synchronisations: for tests, debugging, or a first batch.
+    """
+    return get_objective(name)(inputs, check=check, **hparams)
 
 
 __all__ = [
@@ -341,6 +404,7 @@ __all__ = [
     "ObjectiveError",
     "Param",
     "check_inputs",
+    "check_structure",
     "compute_objective",
     "get_objective",
     "validate_hparams",
