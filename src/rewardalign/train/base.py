@@ -5,7 +5,7 @@ Accumulation, mixed precision, checkpoints and resume, schedules, ``report_to`` 
 ``accelerate`` are the ecosystem's. What this base adds, once for all: batches of groups
 (:class:`~rewardalign.data.collate.GroupCollator`), dropout off unless asked, a loss that is a mean over groups
 (so transformers does not rescale it by token counts), evaluation by the same loss, metrics buffered as detached
-tensors and averaged at each log (no host-device sync per step), a count of response tokens seen, and an
+tensors and averaged at each log, NaN skipped (no host-device sync per step), a count of response tokens seen, and an
 optional length-grouped sampler.
 """
 
@@ -20,6 +20,7 @@ from transformers import Trainer
 
 from ..data.collate import GroupCollator, LengthGroupedSampler, row_length
 from ..modeling.loading import disable_dropout
+from ..objectives import mean_metrics
 
 
 def pad_token_id(model: nn.Module, processing_class: Any) -> int:
@@ -82,10 +83,6 @@ class GroupTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "eval" if any(k.startswith("eval_") for k in logs) else "train"
         prefix = "eval_" if mode == "eval" else ""
-        for name, values in self._metrics[mode].items():
-            finite = [float(v) for v in values]
-            finite = [v for v in finite if v == v and abs(v) != float("inf")]
-            if finite:
-                logs[prefix + name] = sum(finite) / len(finite)
+        logs.update({prefix + name: value for name, value in mean_metrics(self._metrics[mode]).items()})
         self._metrics[mode].clear()
         super().log(logs, start_time)

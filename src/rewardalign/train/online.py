@@ -53,6 +53,7 @@ from ..modeling.generation import HFSampler, SamplingConfig, stop_token_ids
 from ..modeling.loading import apply_lora, load_causal_lm, load_tokenizer
 from ..modeling.reference import LiveReference, PeftReference
 from ..objectives import compute_objective, get_objective
+from ..objectives.metrics import masked_mean
 from ..rewards.base import RewardSource, mean_reward, score_finite
 from ..rewards.sources import build_source
 from ..rewards.transforms import Transform, parse_transform
@@ -244,7 +245,7 @@ class OnlineTrainer(AlignTrainer):
             ref_logps = self.reference.logps(model, batch, False).logps
         if ref_logps is not None:
             mask = obj_inputs.mask
-            step_metrics["objective/kl"] = (obj_inputs.policy_logps.detach() - ref_logps)[mask].mean()
+            step_metrics["objective/kl"] = masked_mean(obj_inputs.policy_logps.detach() - ref_logps, mask)
         self.record({**step_metrics, **metrics}, model.training)
         self.count_tokens(obj_inputs.n_tokens, obj_inputs.mask)
         self.samples_seen += len(indices) * self.sampling.n_samples
