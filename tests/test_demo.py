@@ -23,6 +23,7 @@ def _rows(output: Path) -> dict[str, dict]:
     return {row["name"]: row for row in json.loads((output / "demo.json").read_text())["rows"]}
 
 
+@pytest.mark.slow
 def test_demo_quick_writes_the_report(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--output", str(out), "--seed", "0"]) == 0
@@ -54,6 +55,7 @@ def test_demo_quick_writes_the_report(tmp_path, capsys):
     assert "gold reward" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_demo_is_deterministic_in_the_seed(tmp_path):
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     assert main(["demo", "--quick", "--output", str(a), *MICRO]) == 0
@@ -70,6 +72,7 @@ def test_demo_is_deterministic_in_the_seed(tmp_path):
     assert (a / "data" / "train.jsonl").read_text() != (c / "data" / "train.jsonl").read_text()
 
 
+@pytest.mark.slow
 def test_demo_reuses_cached_stages(tmp_path, capsys):
     out = tmp_path / "d"
     args = ["demo", "--quick", "--output", str(out), *MICRO, "--methods", "[dpo]"]
