@@ -387,9 +387,10 @@ class Run:
             self.configs[model_name] = model_config(model_name, self.dry, self.args.dry_vocab)
         return self.configs[model_name]
 
-    def model(self, model_name: str, attn: str = "sdpa"):
+    def model(self, model_name: str, attn: str = "sdpa", cast: bool = True):
+        """A fresh model (bf16 weights with ``--precision bf16`` on CUDA unless ``cast`` is False)."""
         model = build_model(self.config(model_name), self.device, attn)
-        if self.args.precision == "bf16" and self.device == "cuda":
+        if cast and self.args.precision == "bf16" and self.device == "cuda":
             import torch
 
             model.to(torch.bfloat16)
@@ -566,8 +567,12 @@ def train_trl(run: Run, model_name: str, w: Workload) -> dict:
         expected = iter([sum(len(r) for g in groups[i: i + w.batch_size] for r in g.response_ids)
                          for i in range(0, len(groups), w.batch_size)])
 
+        shapes = []
+
         def step(indices) -> int:
-            batch = to_device(trainer.data_collator([data[i] for i in indices]), run.device)
+            batch = trainer.data_collator([data[i] for i in indices])
+            shapes.append((int(batch["attention_mask"].sum()), batch["input_ids"].numel()))
+            batch = to_device(batch, run.device)
             with autocast(run):
                 loss = trainer.compute_loss(policy, batch)
             loss.backward()
@@ -580,6 +585,8 @@ def train_trl(run: Run, model_name: str, w: Workload) -> dict:
 
         batches = [list(range(i, min(i + w.batch_size, len(groups)))) for i in range(0, len(groups), w.batch_size)]
         row = timed_steps(run, step, batches)
+    timed_shapes = shapes[run.args.warmup:]
+    row["pad_frac"] = 1 - sum(real for real, _ in timed_shapes) / sum(total for _, total in timed_shapes)
     row["ref_s"] = ref_s
     row["note"] = "; ".join(notes)
     timed_groups = groups[run.args.warmup * w.batch_size:]
@@ -795,7 +802,7 @@ def execute(run: Run, task: Task, check_models: dict) -> list[dict]:
             if task.model not in check_models:
                 check_models.clear()
                 cleanup(run.device)
-                check_models[task.model] = run.model(task.model)
+                check_models[task.model] = run.model(task.model, cast=False)  # float32
             model = check_models[task.model]
             if kind == "layout":
                 _, layout, attn, precision = task.fn
@@ -1050,6 +1057,12 @@ def run_isolated(run: Run, tasks: list[Task], on_row, first: int, total: int) ->
     with tempfile.TemporaryDirectory() as tmp:
         attempt = 0
         while remaining:
+            elapsed = time.perf_counter() - run.started
+            if run.args.budget and elapsed > run.args.budget:
+                for t in remaining:
+                    on_row({"name": t.name, "kind": t.kind, "model": t.model, **t.info, "status": "skipped",
+                            "reason": f"time budget: {elapsed:.0f} s > --time-budget {run.args.budget:.0f}"})
+                break
             attempt += 1
             names, out = Path(tmp) / f"tasks-{attempt}.json", Path(tmp) / f"rows-{attempt}.jsonl"
             names.write_text(json.dumps([t.name for t in remaining]))
@@ -1059,7 +1072,7 @@ def run_isolated(run: Run, tasks: list[Task], on_row, first: int, total: int) ->
             killed = []
             timer = None
             if run.args.budget:
-                left = run.args.budget - (time.perf_counter() - run.started) + 120
+                left = run.args.budget - (time.perf_counter() - run.started) + 60
 
                 def kill(proc=proc, killed=killed):
                     killed.append(True)
@@ -1102,10 +1115,12 @@ def run_isolated(run: Run, tasks: list[Task], on_row, first: int, total: int) ->
                 progress(run, "  crash", row)
                 finished.add(crashed)
             left_over = [t for t in remaining if t.name not in finished]
-            if left_over and not crashed:  # the child ended without a crash and without these: give up on them
+            if left_over and (killed or not crashed):  # the child ended before these: give up on them
+                status, reason = (("killed", "not run: the child process was killed past the time budget") if killed
+                                  else ("error", f"not run: the child process exited ({code}) before it"))
                 for t in left_over:
-                    on_row({"name": t.name, "kind": t.kind, "model": t.model, **t.info, "status": "error",
-                            "reason": f"not run: the child process exited ({code}) before it"})
+                    on_row({"name": t.name, "kind": t.kind, "model": t.model, **t.info, "status": status,
+                            "reason": reason})
                 left_over = []
             remaining = left_over
 
@@ -1180,8 +1195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak_tflops", "--peak-tflops", type=float, dest="peak_tflops",
                         help="peak dense bf16 TFLOP/s of the device (default: looked up from its name)")
     parser.add_argument("--time-budget", type=float, dest="budget",
-                        help="seconds: configurations that would start later are skipped (default 360 on CUDA, "
-                             "0 = none)")
+                        help="seconds: configurations that would start later are skipped, and a child process still "
+                             "running a minute past it is killed (default 330 on CUDA, 0 = none)")
     parser.add_argument("--objectives", nargs="+", help="objectives of the finite-step check (default: all)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")),
                         help="torch threads on CPU (default: OMP_NUM_THREADS, else 2)")
@@ -1198,7 +1213,7 @@ def main(argv: list[str] | None = None) -> int:
     args.warmup = args.warmup if args.warmup is not None else (1 if args.dry_run else 2)
     args.steps = args.steps if args.steps is not None else (2 if args.dry_run else 6)
     if args.budget is None:
-        args.budget = 360.0 if args.device == "cuda" and not args.dry_run else 0.0
+        args.budget = 330.0 if args.device == "cuda" and not args.dry_run else 0.0
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # Idle OpenMP threads sleep instead of spinning (a spinning run on a shared machine is many times slower).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -1213,9 +1228,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--device cuda but torch sees no CUDA device (use --device cpu --dry-run on CPU)")
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
-    with contextlib.suppress(AttributeError):  # flex: shapes and models change between configurations
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    for name in ("recompile_limit", "cache_size_limit"):  # flex: shapes and models change between configurations
+        with contextlib.suppress(AttributeError, ImportError):
+            setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 64))
     peak, peak_source = peak_tflops(args, args.device)
     run = Run(args=args, device=args.device, dry=args.dry_run, ra=package(), loads=workloads(args.dry_run),
               peak_tflops=peak)
