@@ -10,8 +10,9 @@ model, so every system starts from identical weights: ``qwen2.5-0.5b`` (Qwen2Con
 heads, 2 KV heads, intermediate 4864, vocabulary 151936, tied embeddings) and ``llama-3.2-1b`` (LlamaConfig:
 hidden 2048, 16 layers, 32 heads, 8 KV heads, intermediate 8192, vocabulary 128256, tied embeddings, rope_theta
 500000; no rope scaling, which does not change the cost). ``--dry-run`` shrinks them to 2 layers of hidden 64
-and the lengths to tens of tokens (same vocabularies unless ``--dry-vocab``). Data: random token ids, prompts
-and responses of 256-512 tokens each (responses end with EOS), so every system trains on identical token ids.
+and a vocabulary of 8192 (``--dry-vocab 0`` keeps the real ones; a 150k bfloat16 head is slow on CPU), and the
+lengths to tens of tokens. Data: random token ids, prompts and responses of 256-512 tokens each (responses end
+with EOS), so every system trains on identical token ids.
 
 Training (``<model>/<workload>/<system>``): ``dpo`` (pairs, K = 2, 8 pairs per batch) and ``spo`` (K = 4, 4 groups
 per batch). rewardalign: every layout (plain, shared_prompt, packed, packed_shared_prompt) with
@@ -57,24 +58,30 @@ Measured per training configuration:
   the row's ``ref s`` (TRL: its precompute in the constructor, with its tokenisation).
 
 Online UNA sampling (``<model>/generate/sampler``): the package's sampler (``generate_samples``: batched
-``model.generate``, K samples per prompt, fixed ``max_new_tokens``, temperature 1) on the bf16 model: samples
-per second and generated tokens per second.
+``model.generate``, 16 prompts of 128-256 tokens, K = 4 samples each in one batch of 64, ``max_new_tokens``
+256, temperature 1) on the model in bfloat16 (CUDA): samples per second and generated tokens per second (a
+random model seldom samples EOS, so nearly every sample runs to ``max_new_tokens``).
 
 Correctness checks, on the device and in the precision of the run (``<model>/check/...``):
 
 - layouts: the summed response log-probs (and DRO's prompt log-probs) of every layout (and flex attention on
   the packed ones), and of ``plain`` itself, against the full-logits computation on the plain batch, on groups
   of K = 1..4 with different lengths; the error is the largest |difference| / tokens of a sequence (nats per
-  token): within 1e-4 in float32 (on CUDA as on CPU), 3e-2 under bfloat16 autocast (CUDA);
+  token): within 1e-4 in float32 (on CUDA as on CPU), 3e-2 under bfloat16 autocast (CUDA). On CPU the flex
+  checks need ``--cpu-flex`` (forward only, ~30 s of compilation each);
 - finite step: one bfloat16-autocast training step (packed_shared_prompt batch, AdamW) of every objective of
   the registry (dpo, ipo, simpo, spo, dro, drdo, una_score_mse, kto, rloo, ...): loss, gradients and updated
   weights all finite.
 
 Every configuration runs in a ``try`` block: an out-of-memory error or any other failure becomes a row with
-its reason, and the run goes on; so does a configuration skipped for lack of flex attention, or past
-``--time-budget`` (flex configurations run last: their compilation is the slow part). Output:
-``benchmarks/results/gpu-<device>-<date>.md`` and ``.json`` (``dryrun-cpu-...`` for a dry run: not to be
-committed), with the device name, torch / transformers / TRL versions and the date. ``--check-targets`` prints
+its reason, and the run goes on; so does a configuration skipped for lack of flex attention (no backward on
+CPU), or past ``--time-budget`` (default 330 s on CUDA, so the whole run ends within ~7 minutes on an H200).
+The flex configurations run last, in a child process: their compiled kernels can take a process down (torch
+2.13's CPU flex kernel with the package's dense mask aborts with heap corruption), and a task during which the
+child dies becomes a ``crashed`` row while a new child takes the rest (``--in-process`` to keep them here).
+Output: ``benchmarks/results/gpu-<device>-<device name>-<date>.md`` and ``.json``, rewritten after every row
+(marked partial until the run ends; ``dryrun-...`` for a dry run: not to be committed), with the device name,
+torch / transformers / TRL versions and the date. ``--check-targets`` prints
 the issue's targets as pass / fail lines: rewardalign >= 2x TRL's response tokens per second (DPO, same
 batch), <= 0.7x its peak memory, and MFU >= 40% for the 1B model (prompts and responses of 256-512 tokens).
 
@@ -431,7 +438,8 @@ def rewardalign_step_fn(run: Run, model, objective: str, layout: str):
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        {name: float(value) for name, value in metrics.items()}  # the trainer logs every metric (a sync each)
+        for value in metrics.values():  # AlignTrainer logs every metric: float() of each (a device sync each)
+            float(value)
         return int(inputs.n_tokens[inputs.mask].sum())
 
     return step, optimizer
@@ -535,7 +543,6 @@ def train_trl(run: Run, model_name: str, w: Workload) -> dict:
     cuda = run.device == "cuda"
     notes = []
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ.setdefault("HF_DATASETS_CACHE", str(Path(tmp) / "datasets"))
         args = DPOConfig(
             output_dir=tmp, per_device_train_batch_size=w.batch_size, precompute_ref_log_probs=True,
             precompute_ref_batch_size=w.batch_size, padding_free=True, max_length=None, bf16=cuda,
