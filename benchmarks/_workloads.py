@@ -33,7 +33,7 @@ class Workload:
     prompt_times_response: float | None = None  # prompt length = this x the group's mean response length
     systems: list[str] = field(default_factory=list)
     baseline: str = "trl"
-    arch: str = "llama"  # llama | qwen2 (Qwen2: biases on the q, k, v projections)
+    attention_bias: bool = False  # biases on the attention projections (Qwen2 has them on q, k, v)
     optional: bool = False  # run only when named in --only
 
     @property
@@ -63,10 +63,11 @@ def cpu_workloads(quick: bool) -> list[Workload]:
                  response_words=(16, 48), prompt_times_response=4.0,
                  systems=[f"rewardalign:{x}" for x in ("plain", "shared_prompt", "packed_shared_prompt")],
                  baseline="rewardalign:plain"),
-        Workload("dpo-real-shape", "pairs (K = 2) at a real model's proportions: Qwen2-style (4 layers, hidden 512, "
-                 "GQA 8/2 heads, intermediate 2816, the 151936 vocabulary of Qwen2.5, tied embeddings), prompts "
-                 "150-250 / responses 150-250 tokens; TRL as it runs on CPU and, as a PROXY of its GPU run, with "
-                 "its fused head forced onto its GPU path (completion positions only)", arch="qwen2",
+        Workload("dpo-real-shape", "pairs (K = 2) at a real model's proportions: Qwen2-style (a Llama with "
+                 "attention biases, 4 layers, hidden 512, GQA 8/2 heads, intermediate 2816, the 151936 vocabulary of "
+                 "Qwen2.5, tied embeddings), prompts 150-250 / responses 150-250 tokens; TRL as it runs on CPU and, "
+                 "as a PROXY of its GPU run, with its fused head forced onto its GPU path (completion positions "
+                 "only)", attention_bias=True,
                  vocab=151_936, hidden=512, layers=4, heads=8, kv_heads=2, intermediate=2816, batch_size=4,
                  steps=max(2, steps // 2), prompt_words=(150, 250), response_words=(150, 250), optional=True,
                  systems=["trl", "trl:gpu-path"] + [f"rewardalign:{x}" for x in
@@ -106,17 +107,19 @@ def build_tokenizer(vocab: int):
 
 def build_model(w: Workload, tokenizer, seed: int = 0):
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    config_cls, model_cls = (Qwen2Config, Qwen2ForCausalLM) if w.arch == "qwen2" else (LlamaConfig, LlamaForCausalLM)
-    config = config_cls(
+    # Always a Llama: transformers 5 pairs a saved ``qwen2`` model folder with Qwen2's own tokenizer class, which
+    # cannot read this word-level tokenizer (it tokenises "w1 w2" to nothing), so Qwen2 shapes are Llamas with
+    # attention biases.
+    config = LlamaConfig(
         vocab_size=w.vocab, hidden_size=w.hidden, intermediate_size=w.intermediate or 4 * w.hidden,
         num_hidden_layers=w.layers, num_attention_heads=w.heads, num_key_value_heads=w.kv_heads or w.heads,
         max_position_embeddings=4096, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True, attention_bias=w.attention_bias,
     )
     torch.manual_seed(seed)
-    return model_cls(config)
+    return LlamaForCausalLM(config)
 
 
 def make_groups(w: Workload, seed: int = 0) -> list[dict]:
