@@ -140,7 +140,7 @@ PACKED = ("packed", "packed_shared_prompt")
 
 
 def package() -> SimpleNamespace:
-    """Every rewardalign name this script uses, imported here only (re-point these lines when modules move)."""
+    """Every rewardalign name this script uses, imported here only."""
     try:
         import rewardalign  # noqa: F401
     except ImportError:  # run from a checkout without installing the package
@@ -149,11 +149,8 @@ def package() -> SimpleNamespace:
     from rewardalign.data.tokenize import TokenizedGroup
     from rewardalign.modeling.logprobs import batch_logps
     from rewardalign.objectives import OBJECTIVES, ObjectiveInputs, compute_objective, get_objective
+    from rewardalign.modeling.generation import SamplingConfig, generate_samples
 
-    try:
-        from rewardalign.modeling.generation import SamplingConfig, generate_samples
-    except ImportError:
-        from rewardalign.evaluate.generation import SamplingConfig, generate_samples
     return SimpleNamespace(collate_groups=collate_groups, TokenizedGroup=TokenizedGroup, batch_logps=batch_logps,
                            OBJECTIVES=OBJECTIVES, ObjectiveInputs=ObjectiveInputs,
                            compute_objective=compute_objective, get_objective=get_objective,
