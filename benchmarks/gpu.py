@@ -147,9 +147,9 @@ def package() -> SimpleNamespace:
         sys.path.insert(0, str(ROOT / "src"))
     from rewardalign.data.collate import collate_groups
     from rewardalign.data.tokenize import TokenizedGroup
+    from rewardalign.modeling.generation import SamplingConfig, generate_samples
     from rewardalign.modeling.logprobs import batch_logps
     from rewardalign.objectives import OBJECTIVES, ObjectiveInputs, compute_objective, get_objective
-    from rewardalign.modeling.generation import SamplingConfig, generate_samples
 
     return SimpleNamespace(collate_groups=collate_groups, TokenizedGroup=TokenizedGroup, batch_logps=batch_logps,
                            OBJECTIVES=OBJECTIVES, ObjectiveInputs=ObjectiveInputs,
