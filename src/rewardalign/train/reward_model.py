@@ -37,6 +37,7 @@ from ..rewards.models import (
 from ..rewards.pairs import PairStats, bootstrap, build_pairs, split_by_prompt
 from ..runs import JsonlMetrics, Timer, training_arguments, write_run_files
 from .base import GroupTrainer
+from .model_card import publish_run
 
 # ---- the trainer ----------------------------------------------------------------------------------------------
 
@@ -299,6 +300,7 @@ def run_train_rm(cfg: RewardModelConfig | dict[str, Any], callbacks: list | None
             member_args = copy.deepcopy(args)
             member_args.output_dir = str(output_dir / name)
             member_args.seed = seed
+            member_args.push_to_hub = False  # the ensemble's folder is pushed whole, at the end
             pairs = bootstrap(data.train_pairs, seed) if cfg.bootstrap else data.train_pairs
             run, final = _train_one(cfg, member_args, data, pairs, tokenizer, seed, output_dir / name, callbacks)
             names.append(name)
@@ -323,6 +325,7 @@ def run_train_rm(cfg: RewardModelConfig | dict[str, Any], callbacks: list | None
     summary["seconds"] = round(timer.seconds, 2)
     if args.should_save:
         write_run_files(output_dir, flat_dict(cfg), summary)
+        publish_run(output_dir, cfg, args, summary, "train-rm", cfg.base_kind)
     return summary
 
 
