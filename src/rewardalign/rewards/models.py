@@ -80,11 +80,12 @@ class OracleRewardModel(nn.Module):
         """The classifier's config (``Trainer`` and logging read it)."""
         return self.classifier.config
 
+    # Trainer turns checkpointing on by its new name, or by the old one in earlier transformers 5 releases
     def gradient_checkpointing_enable(self, **kwargs: Any) -> None:
         self.classifier.gradient_checkpointing_enable(**kwargs)
 
-    def gradient_checkpointing_disable(self) -> None:
-        self.classifier.gradient_checkpointing_disable()
+    def activation_checkpointing_enable(self, **kwargs: Any) -> None:
+        self.classifier.activation_checkpointing_enable(**kwargs)
 
     def output_head(self) -> nn.Linear:
         """The LM head: ``lm_head``, or a linear view of the tied input embeddings (same parameter)."""
