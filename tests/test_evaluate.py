@@ -231,10 +231,12 @@ def test_judge_specs(tmp_path, monkeypatch):
         build_source("gym:no_such_task")
 
 
-def test_rm_judge_scores_with_a_reward_model(model, tokenizer, tmp_path, monkeypatch):
-    from rewardalign.rewards.models import RewardModel
+def test_rm_judge_scores_with_a_reward_model(tokenizer, tmp_path, monkeypatch):
+    from rewardalign.modeling.tiny import build_tiny_reward_model
 
-    path = RewardModel(model).save_pretrained(tmp_path / "rm", tokenizer=tokenizer)
+    path = tmp_path / "rm"
+    build_tiny_reward_model(tokenizer, hidden_size=32, num_layers=1, num_heads=4).save_pretrained(path)
+    tokenizer.save_pretrained(path)
     rm = build_source(f"rm:{path}")
     assert rm.name == f"rm:{path}"
     values = score_finite(rm, ["add 3 and 4 =", "hello"], [" 7", " world"]).tolist()

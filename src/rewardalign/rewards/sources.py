@@ -3,7 +3,8 @@ and :func:`build_source`, which turns every way of naming a reward into a :class
 
 Ways of naming a reward (config fields ``reward``, ``judge``, ``source``):
 
-- a spec string: ``rm:<path>`` (a reward model or ensemble directory), ``rule:<module>:<function>`` or
+- a spec string: ``rm:<path>`` (a reward model or ensemble directory, or a reward model's hub repository),
+  ``rule:<module>:<function>`` or
   ``rule:<path/file.py>:<function>``, ``gym:<task>`` (the gold reward of a gym task), or a bare directory path
   (a reward model);
 - a mapping ``{type: reward_model | ensemble | rule | gym | teacher_ratio | imported, ...}``;
@@ -293,6 +294,7 @@ class _ImportedConfig:
 @dataclass
 class _ModelConfig(ModelOptions):
     path: str = ""
+    trust_remote_code: bool = False
 
 
 @dataclass
@@ -327,8 +329,8 @@ def build_source(config: RewardSource | dict[str, Any] | str | Path | Callable[.
     """The reward source that ``config`` names (see the module docstring): a source (returned as it is), a
     callable (a rule), a spec string or path, or a mapping ``{type: ..., ...}``.
 
-    Mapping types and fields: ``reward_model`` (path, batch_size, device, dtype, max_length, chat_template,
-    fingerprint); ``ensemble`` (the same; ``reward_model`` on an ensemble directory also gives one); ``rule``
+    Mapping types and fields: ``reward_model`` (path, batch_size, device, torch_dtype, max_length, chat_template,
+    fingerprint, trust_remote_code); ``ensemble`` (the same; ``reward_model`` on an ensemble directory also gives one); ``rule``
     (function, name); ``gym`` (task, task_args); ``teacher_ratio`` (teacher, base, and the model fields);
     ``imported`` (column, range, data, format). Checks the fields and paths; loads no model. A source built
     from a spec string is named by it.
@@ -357,12 +359,11 @@ def _build(config: dict[str, Any]) -> RewardSource:
                           f"{', '.join(sorted(set(TYPES.values())))}")
     if kind in ("reward_model", "ensemble"):
         cfg = from_dict(_ModelConfig, options, f"{kind} source")
-        if not cfg.path or not Path(cfg.path).is_dir():
-            raise ConfigError(f"{kind} source: path '{cfg.path}' is not a directory; train one with "
-                              f"`rewardalign train-rm`")
+        if not cfg.path:
+            raise ConfigError(f"{kind} source needs a path: a reward model directory or hub repository")
         if kind == "ensemble" or is_ensemble_dir(cfg.path):
-            return EnsembleSource(cfg.path, _model_options(cfg))
-        return RewardModelSource(cfg.path, _model_options(cfg))
+            return EnsembleSource(cfg.path, _model_options(cfg), cfg.trust_remote_code)
+        return RewardModelSource(cfg.path, _model_options(cfg), cfg.trust_remote_code)
     if kind == "teacher_ratio":
         cfg = from_dict(_TeacherConfig, options, "teacher_ratio source")
         if not cfg.teacher or not cfg.base:

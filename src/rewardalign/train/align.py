@@ -8,6 +8,7 @@ and ``summary.json``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from ..runs import JsonlMetrics, Timer, training_arguments, write_run_files
 from .base import GroupTrainer
 from .configs import AlignConfig
 from .data import check_data_fits, check_objective, load_training_groups, tokenize_config, tokenize_splits
+from .model_card import publish_run
 
 
 def ranking_accuracy(implicit: torch.Tensor, explicit: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -223,4 +225,5 @@ def run_align(cfg: AlignConfig | dict[str, Any], callbacks: list | None = None) 
     }
     if trainer.is_world_process_zero():
         write_run_files(args.output_dir, flat_dict(cfg) | {"objective_args": objective_args}, summary)
+        publish_run(args.output_dir, replace(cfg, objective_args=objective_args), args, summary, "align", cfg.objective)
     return summary

@@ -61,6 +61,7 @@ from ..runs import JsonlMetrics, Timer, training_arguments, write_run_files
 from .align import AlignTrainer
 from .configs import ALGORITHMS, SAMPLERS, OnlineConfig
 from .data import check_objective
+from .model_card import publish_run
 
 
 class PromptDataset(Dataset):
@@ -389,4 +390,5 @@ def run_online(cfg: OnlineConfig | dict[str, Any], callbacks: list | None = None
         config = flat_dict(cfg) | {"objective": objective, "objective_args": hparams,
                                    "transform": trainer.transform.as_dict()}
         write_run_files(args.output_dir, config, summary)
+        publish_run(args.output_dir, replace(cfg, objective_args=hparams), args, summary, "online", objective)
     return summary

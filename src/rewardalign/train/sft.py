@@ -24,6 +24,7 @@ from ..runs import JsonlMetrics, Timer, training_arguments, write_run_files
 from .base import GroupTrainer
 from .configs import SFTConfig
 from .data import load_training_groups, tokenize_config
+from .model_card import publish_run
 
 
 def demonstrations(groups: list[Group], which: str) -> list[Group]:
@@ -122,4 +123,5 @@ def run_sft(cfg: SFTConfig | dict[str, Any]) -> dict[str, Any]:
     }
     if trainer.is_world_process_zero():
         write_run_files(args.output_dir, flat_dict(cfg), summary)
+        publish_run(args.output_dir, cfg, args, summary, "sft", "sft")
     return summary
