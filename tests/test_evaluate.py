@@ -148,8 +148,8 @@ def test_kl_shift_and_length_on_hand_values():
     assert metrics.kl_estimate([[-1.0, -2.0]], [[-1.5, -1.5]]).mean == 0.0
     assert metrics.kl_estimate([[-1.0], [-3.0]], [[-2.0], [-3.5]]).mean == pytest.approx(0.75)
     assert metrics.logp_shift([-10.0, -12.0], [-9.0, -9.0]).mean == -2.0
-    stats = metrics.length_stats([[2, 4]], [[10, 20]], [[True, False]])
-    assert stats == {"tokens_mean": 3.0, "tokens_max": 4, "chars_mean": 15.0, "unfinished_fraction": 0.5}
+    stats = metrics.length_stats([[2, 4]], [[10, 20]])
+    assert stats == {"tokens_mean": 3.0, "tokens_max": 4, "chars_mean": 15.0}
 
 
 def test_chosen_rejected_conventions():
