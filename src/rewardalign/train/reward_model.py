@@ -211,7 +211,8 @@ def prepare_pairs(cfg: RewardModelConfig, tokenizer: Any, seed: int) -> Prepared
 
 
 def _train_one(cfg: RewardModelConfig, args: Any, data: PreparedData, train_pairs: list[TokenizedGroup],
-               tokenizer: Any, seed: int, output_dir: Path) -> tuple[dict[str, Any], dict[str, float]]:
+               tokenizer: Any, seed: int, output_dir: Path, callbacks: list | None = None
+               ) -> tuple[dict[str, Any], dict[str, float]]:
     """Train and save one reward model; returns (training summary, final held-out metrics)."""
     set_seed(seed)
     kind = cfg.base_kind
@@ -225,7 +226,7 @@ def _train_one(cfg: RewardModelConfig, args: Any, data: PreparedData, train_pair
         margin=cfg.margin, center_coefficient=cfg.center_coefficient,
         oracle_alpha=cfg.oracle_alpha if kind == "oracle" else 0.0,
         chunk_size=cfg.logprob_chunk_size, dropout=cfg.dropout,
-        callbacks=[JsonlMetrics(output_dir / "metrics.jsonl")],
+        callbacks=[JsonlMetrics(output_dir / "metrics.jsonl"), *(callbacks or [])],
     )
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     final = trainer.evaluate() if data.eval_pairs else {}
@@ -256,8 +257,10 @@ def _ensemble_eval(output_dir: Path, members: list[str], data: PreparedData, tok
     return {f"eval_{k}": v for k, v in mean.items()}
 
 
-def run_train_rm(cfg: RewardModelConfig | dict[str, Any]) -> dict[str, Any]:
+def run_train_rm(cfg: RewardModelConfig | dict[str, Any], callbacks: list | None = None) -> dict[str, Any]:
     """Train a reward model (``cfg.kind``: bt, oracle or ensemble); returns the summary (also in the run folder).
+    ``callbacks`` are added to the trainer's (``transformers.TrainerCallback``, e.g. ``EarlyStoppingCallback``
+    with ``load_best_model_at_end`` and ``metric_for_best_model: accuracy``); not to an ensemble's members.
 
     Every check that needs no model runs first (kind, fields, paths, TrainingArguments), so a bad config is a
     ConfigError before any model is loaded.
@@ -288,7 +291,7 @@ def run_train_rm(cfg: RewardModelConfig | dict[str, Any]) -> dict[str, Any]:
         "dropped_by_reason": data.drops.counts(),
     }
     if cfg.kind != "ensemble":
-        run, final = _train_one(cfg, args, data, data.train_pairs, tokenizer, args.seed, output_dir)
+        run, final = _train_one(cfg, args, data, data.train_pairs, tokenizer, args.seed, output_dir, callbacks)
         summary |= run
         summary["final_eval"] = final
     else:
