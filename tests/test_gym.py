@@ -35,6 +35,8 @@ from rewardalign.gym import (
     write_jsonl,
 )
 from rewardalign.rewards.sources import GymSource, build_source
+from rewardalign.train.configs import OnlineConfig
+from rewardalign.train.online import online_prompts
 
 GARBAGE = ["", "   ", "!!??", "\n\x00\ufffd", "</s><pad>", "zzzz qqqq", "- . ,"]
 
@@ -487,3 +489,10 @@ def test_a_task_named_by_spec_loads_in_a_spawn_worker(tmp_path, monkeypatch):
         by_file = pool.apply(gold_in_worker, (REVERSE, "reverse: a b c d ->", " d c b a"))
         by_module = pool.apply(gold_in_worker, ("my_tasks:Echo", "echo ab :", " ab"))
     assert by_file == 1.0 and by_module == 1.0
+
+
+def test_online_prompts_from_a_task_spec():
+    prompts = online_prompts(OnlineConfig(prompts=f"gym:{REVERSE}", max_prompts=5, prompts_seed=2))
+    assert prompts == make_prompts(get_task(REVERSE), 5, seed=2) and prompts[0].startswith("reverse: ")
+    with pytest.raises(ConfigError, match="unknown gym task 'reverse'"):
+        online_prompts(OnlineConfig(prompts="gym:reverse"))
