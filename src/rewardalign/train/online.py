@@ -266,6 +266,9 @@ def check_config(cfg: OnlineConfig) -> tuple[str, dict[str, Any]]:
     if cfg.algorithm == "una" and objective == "rloo":
         raise ConfigError("objective rloo is the RLOO baseline: set algorithm: rloo")
     hparams = check_objective(objective, cfg.objective_args)
+    if "auto" in hparams.values():
+        raise ConfigError(f"objective_args: 'auto' values are estimated from offline training data (align); "
+                          f"online training needs a number, got {hparams}")
     needs = get_objective(objective).requirements(hparams)
     if cfg.n_samples < max(1, needs.min_k):
         raise ConfigError(f"objective '{objective}' needs n_samples >= {needs.min_k}, got {cfg.n_samples}")
@@ -287,7 +290,8 @@ def check_config(cfg: OnlineConfig) -> tuple[str, dict[str, Any]]:
 
 
 def online_prompts(cfg: OnlineConfig) -> list[Any]:
-    """The run's prompts: a gym task's (``gym:<task>``) or a file's distinct prompts."""
+    """The run's prompts: a gym task's (``gym:<task>``, ``gym:<path/file.py>:<Class>``, ``gym:<module>:<Class>``)
+    or a file's distinct prompts."""
     kind, _, task = cfg.prompts.partition(":")
     if kind == "gym" and task:
         try:

@@ -74,9 +74,10 @@ def build_from_scratch(groups: list[Group], init: dict[str, Any], seed: int):
     return tokenizer, model
 
 
-def run_sft(cfg: SFTConfig | dict[str, Any]) -> dict[str, Any]:
+def run_sft(cfg: SFTConfig | dict[str, Any], callbacks: list | None = None) -> dict[str, Any]:
     """Fine-tune ``cfg.model`` (or a tiny model built from ``cfg.model_init``) on ``cfg.data``'s demonstrations;
-    returns the summary (also in the run folder)."""
+    returns the summary (also in the run folder). ``callbacks`` are added to the trainer's
+    (``transformers.TrainerCallback``, e.g. one that stops early)."""
     cfg = as_config(SFTConfig, cfg, "sft")
     timer = Timer()
     args = training_arguments(cfg.training, "sft")
@@ -106,7 +107,7 @@ def run_sft(cfg: SFTConfig | dict[str, Any]) -> dict[str, Any]:
         group_by_length=cfg.group_by_length,
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=[JsonlMetrics(Path(args.output_dir) / "metrics.jsonl")],
+        callbacks=[JsonlMetrics(Path(args.output_dir) / "metrics.jsonl"), *(callbacks or [])],
         logprob_chunk_size=cfg.logprob_chunk_size,
     )
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
