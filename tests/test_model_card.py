@@ -41,7 +41,6 @@ def test_card_metadata_and_body(tmp_path):
 
 def test_hub_names_and_lineage(tmp_path):
     assert hub_id("nvidia/HelpSteer2") == "nvidia/HelpSteer2"
-    assert hub_id("runs/qwen-sft") == "runs/qwen-sft"  # the shape of a hub id: only an existing path is local
     (tmp_path / "runs" / "qwen-sft").mkdir(parents=True)
     assert hub_id(str(tmp_path / "runs" / "qwen-sft")) is None and hub_id("./x/y") is None and hub_id(None) is None
     # a run started from another run's output takes that run's base model as its own

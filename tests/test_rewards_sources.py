@@ -83,7 +83,7 @@ def test_any_sequence_classifier_in_bfloat16_with_its_chat_template(models, tmp_
     assert half.score(chats, replies) == pytest.approx(values, abs=0.05)
 
 
-def test_a_hub_reward_model_is_downloaded_once_resolved(models, monkeypatch):
+def test_a_hub_reward_model_is_fetched_by_snapshot_download(models, monkeypatch):
     import huggingface_hub
 
     root, _ = models

@@ -145,7 +145,8 @@ def build_reward_model(path: str | Path, kind: str, pad_token_id: int, dtype: st
                        chunk_size: int = 1024) -> nn.Module:
     """A reward model to train from the causal LM at ``path``: ``AutoModelForSequenceClassification`` with one
     label (the causal LM's backbone weights, a new score head initialised from the current seed, as TRL's
-    RewardTrainer does), ``pad_token_id`` in its config. ``oracle`` wraps it with the causal LM's head."""
+    RewardTrainer does), ``pad_token_id`` in its config. ``oracle`` wraps it with the causal LM's head (an untied
+    head is taken from a second load of the causal LM, freed once the head is out)."""
     if kind not in KINDS:
         raise ConfigError(f"reward model kind must be one of {KINDS}, got {kind!r}")
     extra = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
