@@ -105,7 +105,7 @@ def base_model_of(model: Any) -> str | None:
     if hub_id(model):
         return hub_id(model)
     card = Path(str(model or "")) / "README.md"
-    if card.is_file():
+    if card.is_file() and card.read_text(encoding="utf-8").startswith("---"):  # a card with metadata
         base = ModelCard.load(card).data.base_model
         return hub_id(base[0] if isinstance(base, list) and base else base)
     return None
