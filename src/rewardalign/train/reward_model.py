@@ -29,7 +29,7 @@ from ..rewards.config import RewardModelConfig
 from ..rewards.losses import reward_model_loss
 from ..rewards.models import RewardModel, write_ensemble_config
 from ..rewards.pairs import PairStats, bootstrap, build_pairs, split_by_prompt
-from ..runs import JsonlMetrics, Timer, training_arguments, write_run_files
+from ..runs import RunFolder, Timer, training_arguments
 from .base import GroupTrainer
 
 # ---- the trainer ----------------------------------------------------------------------------------------------
@@ -225,7 +225,6 @@ def _train_one(cfg: RewardModelConfig, args: Any, data: PreparedData, train_pair
         margin=cfg.margin, center_coefficient=cfg.center_coefficient,
         oracle_alpha=cfg.oracle_alpha if kind == "oracle" else 0.0,
         chunk_size=cfg.logprob_chunk_size, dropout=cfg.dropout,
-        callbacks=[JsonlMetrics(output_dir / "metrics.jsonl")],
     )
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     final = trainer.evaluate() if data.eval_pairs else {}
@@ -271,6 +270,7 @@ def run_train_rm(cfg: RewardModelConfig | dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"eval_strategy '{args.eval_strategy}' needs held-out pairs: set eval_fraction > 0 "
                           f"or eval_data")
     output_dir = Path(args.output_dir)
+    folder = RunFolder(args, "train-rm", cfg.overwrite_output_dir)
     set_seed(args.seed)
     tokenizer = load_tokenizer(cfg.model)
     data = prepare_pairs(cfg, tokenizer, args.seed)
@@ -322,7 +322,7 @@ def run_train_rm(cfg: RewardModelConfig | dict[str, Any]) -> dict[str, Any]:
                 f.write(json.dumps({"step": None, **summary["final_eval"]}) + "\n")
     summary["seconds"] = round(timer.seconds, 2)
     if args.should_save:
-        write_run_files(output_dir, flat_dict(cfg), summary)
+        folder.finish(flat_dict(cfg), summary)
     return summary
 
 
