@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..gym.tasks import get_task
+from ..runs import write_text
 from .config import FEEDBACK_TEXT, METHODS, DemoConfig
 from .stages import World
 
@@ -152,5 +153,5 @@ def write_report(cfg: DemoConfig, world: World, rows: list[dict[str, Any]], plot
         "",
     ]
     report = "\n".join(text)
-    (Path(cfg.output) / "report.md").write_text(report)
+    write_text(Path(cfg.output) / "report.md", report)
     return report

@@ -30,6 +30,7 @@ from ..modeling.loading import load_causal_lm, load_tokenizer
 from ..rewards.annotate import run_annotate
 from ..rewards.config import RewardModelConfig
 from ..rewards.transforms import minmax, sigmoid
+from ..runs import write_json
 from ..train.configs import SFTConfig
 from ..train.reward_model import run_train_rm
 from ..train.sft import run_sft
@@ -59,8 +60,7 @@ class Stages:
         result = build()
         seconds = time.perf_counter() - start
         marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"key": key, "seconds": round(seconds, 2), "result": result}, indent=1,
-                                     default=str))
+        write_json(marker, {"key": key, "seconds": round(seconds, 2), "result": result}, indent=1)
         self.log(f"[{name}] {seconds:.1f} s")
         return result
 
@@ -147,7 +147,7 @@ def _run_sft(cfg: DemoConfig, root: Path) -> dict[str, Any]:
         "max_length": cfg.max_length, "output_dir": str(root / "sft"), "max_steps": cfg.sft_steps,
         "per_device_train_batch_size": cfg.sft_batch_size, "learning_rate": cfg.sft_learning_rate,
         "lr_scheduler_type": "cosine", "warmup_steps": min(20, cfg.sft_steps // 10), "logging_steps": 25,
-        "seed": cfg.seed, "disable_tqdm": True, "report_to": "none",
+        "seed": cfg.seed, "disable_tqdm": not cfg.verbose, "report_to": "none", "overwrite_output_dir": True,
     }, "sft"))
 
 
@@ -162,7 +162,7 @@ def sample_groups(cfg: DemoConfig, task: Task, root: Path) -> dict[str, Any]:
     prompts = json.loads((root / "data" / "prompts.json").read_text())
     model = load_causal_lm(str(root / "sft"))
     samples = generate_samples(model, load_tokenizer(str(root / "sft")), prompts,
-                               sampling(task, cfg.k, cfg.sample_temperature, cfg.seed + 3))
+                               sampling(task, cfg.k, cfg.sample_temperature, cfg.seed + 3), progress=cfg.verbose)
     drops = DropReport()
     feedback = FeedbackConfig(**(cfg.annotator | {"seed": cfg.seed}))
     groups = build_groups(task, prompts, samples.texts, feedback, drops)
@@ -233,7 +233,7 @@ def _train_rm(cfg: DemoConfig, root: Path, pairs: str, out: str, kind: str) -> d
         "max_length": cfg.max_length, "output_dir": str(root / out), "num_train_epochs": cfg.rm_epochs,
         "per_device_train_batch_size": cfg.rm_batch_size, "learning_rate": cfg.rm_learning_rate,
         "lr_scheduler_type": "cosine", "warmup_steps": 5, "logging_steps": 20, "eval_strategy": "no",
-        "seed": cfg.seed, "disable_tqdm": True, "report_to": "none",
+        "seed": cfg.seed, "disable_tqdm": not cfg.verbose, "report_to": "none", "overwrite_output_dir": True,
     }, "train-rm"))
 
 
@@ -263,7 +263,7 @@ def annotate_groups(cfg: DemoConfig, root: Path, rm: str = "rm", suffix: str = "
         out = root / "data" / f"{part}_rm{suffix}.jsonl"
         run_annotate({"data": str(bare), "format": "group", "output": str(out),
                   "source": {"type": "reward_model", "path": str(root / rm), "batch_size": 256},
-                  "transform": "none", "progress": False, "cache_dir": str(root / "cache" / "annotate")},
+                  "transform": "none", "progress": cfg.verbose, "cache_dir": str(root / "cache" / "annotate")},
                  verbose=False)
         groups, _ = load_groups(str(out), format="group")
         stats[part] = groups
