@@ -129,6 +129,12 @@ def test_evaluate_refuses_a_folder_that_holds_another_model(tmp_path):
     check_config(EvalConfig(model=str(a), prompts=GROUPS, output_dir=str(a)))
 
 
+def test_the_model_trained_is_never_its_own_output_dir(tiny_model_dir):
+    with pytest.raises(ConfigError, match="is the run's input"):
+        run_align(align_config(tiny_model_dir, Path(tiny_model_dir), overwrite_output_dir=True))
+    assert (Path(tiny_model_dir) / "config.json").is_file()
+
+
 def test_resuming_another_commands_folder_is_refused(tmp_path):
     fake_model_run(tmp_path / "sft_run", command="sft")
     args = SimpleNamespace(output_dir=str(tmp_path / "sft_run"), should_save=True, resume_from_checkpoint=True)

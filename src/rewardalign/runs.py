@@ -232,12 +232,15 @@ class RunFolder:
 
     Created before any model loads: a folder holding another run's outputs is a ConfigError unless
     ``overwrite`` (they are removed, on the main process) or ``args.resume_from_checkpoint`` (the owner's run goes
-    on; another command's folder is refused). :meth:`finish` writes ``config.yaml``, ``summary.json`` and the
-    manifest.
+    on; another command's folder is refused); a folder that is one of the run's ``inputs`` (the model trained) is
+    always refused. :meth:`finish` writes ``config.yaml``, ``summary.json`` and the manifest.
     """
 
-    def __init__(self, args: Any, command: str, overwrite: bool = False):
+    def __init__(self, args: Any, command: str, overwrite: bool = False, inputs: tuple[str | None, ...] = ()):
         self.path = Path(args.output_dir)
+        for source in inputs:
+            if source and Path(source).resolve() == self.path.resolve():
+                raise ConfigError(f"output_dir {self.path} is the run's input {source}: write the run elsewhere")
         self.command = command
         self.main = bool(args.should_save)
         manifest = read_manifest(self.path)

@@ -147,7 +147,7 @@ def run_align(cfg: AlignConfig | dict[str, Any], callbacks: list | None = None) 
     if cfg.reference not in ("precompute", "live"):
         raise ConfigError(f"reference must be 'precompute' or 'live', got {cfg.reference!r}")
     check_model_path(cfg.model)
-    folder = RunFolder(args, "align", cfg.overwrite_output_dir)
+    folder = RunFolder(args, "align", cfg.overwrite_output_dir, inputs=(cfg.model,))
     tok_cfg = tokenize_config(cfg)
     needs = get_objective(cfg.objective).requirements(objective_args)
 

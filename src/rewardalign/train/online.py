@@ -315,7 +315,7 @@ def run_online(cfg: OnlineConfig | dict[str, Any], callbacks: list | None = None
     timer = Timer()
     args = training_arguments(cfg.training, "online")
     objective, hparams = check_config(cfg)
-    folder = RunFolder(args, "online", cfg.overwrite_output_dir)
+    folder = RunFolder(args, "online", cfg.overwrite_output_dir, inputs=(cfg.model,))
     try:
         sampling = SamplingConfig(n_samples=cfg.n_samples, temperature=cfg.temperature, top_p=cfg.top_p,
                                   top_k=0, max_new_tokens=cfg.max_new_tokens, seed=args.seed,

@@ -270,7 +270,7 @@ def run_train_rm(cfg: RewardModelConfig | dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"eval_strategy '{args.eval_strategy}' needs held-out pairs: set eval_fraction > 0 "
                           f"or eval_data")
     output_dir = Path(args.output_dir)
-    folder = RunFolder(args, "train-rm", cfg.overwrite_output_dir)
+    folder = RunFolder(args, "train-rm", cfg.overwrite_output_dir, inputs=(cfg.model,))
     set_seed(args.seed)
     tokenizer = load_tokenizer(cfg.model)
     data = prepare_pairs(cfg, tokenizer, args.seed)

@@ -82,7 +82,7 @@ def run_sft(cfg: SFTConfig | dict[str, Any]) -> dict[str, Any]:
         check_model_path(cfg.model)
     elif cfg.model:
         raise ConfigError("give either model (a path to fine-tune) or model_init (a tiny model from scratch)")
-    folder = RunFolder(args, "sft", cfg.overwrite_output_dir)
+    folder = RunFolder(args, "sft", cfg.overwrite_output_dir, inputs=(cfg.model,))
     tok_cfg = tokenize_config(cfg)
     groups, _, drops = load_training_groups(cfg, args.seed)
     examples = demonstrations(groups, cfg.responses)
