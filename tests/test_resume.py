@@ -55,8 +55,13 @@ def assert_same_run(run: Path, summary: dict, full: tuple[Path, dict]) -> None:
     def losses(folder):
         return [(r["step"], r["loss"]) for r in map(json.loads, open(folder / "metrics.jsonl")) if "loss" in r]
 
+    def logged_train_loss(folder):
+        return [r["train_loss"] for r in map(json.loads, open(folder / "metrics.jsonl")) if "train_loss" in r]
+
     assert [s for s, _ in losses(run)] == [1, 2, 3, 4, 5, 6]
     assert [v for _, v in losses(run)] == pytest.approx([v for _, v in losses(full_dir)], rel=1e-5)
+    assert logged_train_loss(run) == pytest.approx(logged_train_loss(full_dir), rel=1e-6)
+    assert len(logged_train_loss(run)) == 1
 
 
 class Explode(TrainerCallback):

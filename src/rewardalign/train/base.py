@@ -236,11 +236,14 @@ class GroupTrainer(Trainer):
             self._restored = dict((state.get("stateful_callbacks") or {}).get(TOTALS_KEY) or {})
         self._counts, self._step_loss, self._step_groups = {}, None, []
         output = super().train(resume_from_checkpoint=checkpoint, **kwargs)
+        self.totals = self._whole_run()
+        output.metrics["train_loss"] = self.totals["train_loss"]
+        return output._replace(training_loss=self.totals["train_loss"])
+
+    def _whole_run(self) -> dict[str, Any]:
+        """:meth:`run_totals` with ``train_loss``, the mean step loss of the whole run, in place of its sum."""
         totals = self.run_totals()
-        loss = totals.pop("loss_sum") / max(self.state.global_step, 1)
-        self.totals = totals | {"train_loss": loss}
-        output.metrics["train_loss"] = loss
-        return output._replace(training_loss=loss)
+        return totals | {"train_loss": totals.pop("loss_sum") / max(self.state.global_step, 1)}
 
     # ---- batches and logs ---------------------------------------------------------------------------------------
 
@@ -263,4 +266,6 @@ class GroupTrainer(Trainer):
         prefix = "eval_" if mode == "eval" else ""
         logs.update({prefix + name: value for name, value in mean_metrics(self._metrics[mode]).items()})
         self._metrics[mode].clear()
+        if "train_loss" in logs:  # the end of train(): the whole run's loss, not this call's (all processes log)
+            logs["train_loss"] = self._whole_run()["train_loss"]
         super().log(logs, start_time)
