@@ -14,7 +14,6 @@ from safetensors.torch import load_file
 
 from rewardalign.config import ConfigError
 from rewardalign.data.schema import DataError
-from rewardalign.modeling.tiny import save_tiny
 from rewardalign.objectives import OBJECTIVES
 from rewardalign.train import align as align_module
 from rewardalign.train.align import run_align
@@ -22,13 +21,6 @@ from rewardalign.train.align import run_align
 ROOT = Path(__file__).resolve().parents[1]
 GROUPS = str(ROOT / "examples/tiny/data/groups.jsonl")
 PAIRS = str(ROOT / "examples/tiny/data/pairs.jsonl")
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    texts = [json.loads(line)["prompt"] + " 12 34 5 6 7 8 9 0" for line in open(GROUPS)]
-    return str(save_tiny(texts, tmp_path_factory.mktemp("tiny") / "model", vocab_size=128, hidden_size=32,
-                         num_layers=1, num_heads=2))
 
 
 def config(model_dir, tmp_path, **overrides):
@@ -64,10 +56,11 @@ def test_align_writes_model_config_metrics_and_summary(tiny_model_dir, tmp_path)
 def test_reference_cache_hit_on_second_run_and_recompute_on_change(tiny_model_dir, tmp_path):
     first = run_align(config(tiny_model_dir, tmp_path, max_steps=2, objective="dro"))
     first_losses = [r["loss"] for r in logged(tmp_path / "run") if "loss" in r]
-    again = run_align(config(tiny_model_dir, tmp_path, max_steps=2, objective="dro"))
+    again = run_align(config(tiny_model_dir, tmp_path, max_steps=2, objective="dro", overwrite_output_dir=True))
     # computing the reference leaves the random state alone: the same batches, the same losses
     assert [r["loss"] for r in logged(tmp_path / "run") if "loss" in r] == first_losses
-    changed = run_align(config(tiny_model_dir, tmp_path, max_steps=1, objective="dro", max_length=20))
+    changed = run_align(config(tiny_model_dir, tmp_path, max_steps=1, objective="dro", max_length=20,
+                               overwrite_output_dir=True))
     assert (first["reference_cache_hit"], again["reference_cache_hit"], changed["reference_cache_hit"]) == (
         False, True, False)
     assert len(list((tmp_path / "cache" / "reference").glob("*.safetensors"))) == 2
@@ -161,7 +154,11 @@ def test_accelerate_two_cpu_processes_match_one_process(tiny_model_dir, tmp_path
            "-m", "rewardalign.cli", "align", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads((tmp_path / "two" / "run" / "summary.json").read_text())["processes"] == 2
+    summary_one = json.loads((tmp_path / "one" / "run" / "summary.json").read_text())
+    summary_two = json.loads((tmp_path / "two" / "run" / "summary.json").read_text())
+    assert summary_two["processes"] == 2
+    assert summary_two["response_tokens"] == summary_one["response_tokens"]  # both processes counted
+    assert summary_two["train_loss"] == pytest.approx(summary_one["train_loss"], rel=1e-4)
     a, b = logged(tmp_path / "one" / "run")[0], logged(tmp_path / "two" / "run")[0]
     assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
 

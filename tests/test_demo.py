@@ -108,8 +108,9 @@ def test_demo_reuses_cached_stages(tmp_path, capsys):
     capsys.readouterr()
     assert main(args) == 0
     printed = capsys.readouterr().out
-    for stage in ("data", "sft", "samples", "preferences", "reward_model", "annotation"):
-        assert f"[{stage}] cached" in printed
+    for stage in ("data", "sft", "samples", "preferences", "reward_model", "annotation", "evaluate sft"):
+        assert f"[{stage}] cached\n" in printed  # no time: nothing ran
+    assert "[dpo] cached: gold reward" in printed
     assert _rows(out)["dpo"]["eval"] == first["dpo"]["eval"]
 
 

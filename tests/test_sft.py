@@ -36,7 +36,7 @@ def test_sft_loss_is_the_mean_nll_of_response_tokens_only(tokenizer, model):
 def _bare_sft():
     trainer = SFTTrainer.__new__(SFTTrainer)  # compute_loss alone: no Trainer behind it
     trainer.logprob_chunk_size = 3
-    trainer._response_tokens = torch.zeros((), dtype=torch.long)
+    trainer._counts = {}
     return trainer
 
 

@@ -47,6 +47,11 @@ class ConfigError(ValueError):
     """A config that cannot be used; the message says what to change."""
 
 
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss or gradient); the message names the step and the groups of its
+    batch. Nothing is saved after the last checkpoint. The CLI reports it as one line."""
+
+
 def load_yaml(path: str | Path | None) -> dict[str, Any]:
     if path is None:
         return {}
@@ -211,4 +216,6 @@ class RunFields(ModelFields):
     max_prompt_length: int | None = opt(None, "longest prompt, in tokens (default: max_length // 2)")
     truncation: str = opt("truncate", "too long: truncate (keep the prompt's end, the response's start) or drop")
     chat_template: str = opt("auto", "auto (message lists only), always (wrap plain text) or never")
+    overwrite_output_dir: bool = opt(False, "replace the outputs of another run in output_dir (they are removed "
+                                            "first); without it such a folder is refused")
     training: dict[str, Any] = opt(help="transformers TrainingArguments fields", factory=dict)

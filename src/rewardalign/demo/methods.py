@@ -21,6 +21,7 @@ from ..evaluate.run import write_eval_outputs
 from ..fingerprint import file_digest, hash_json, path_fingerprint
 from ..gym import get_task
 from ..rewards.sources import GymSource
+from ..runs import write_json
 from ..train.align import run_align
 from ..train.configs import AlignConfig
 from .config import PIPELINE_VERSION, DemoConfig, MethodSpec
@@ -42,7 +43,7 @@ def align_method(cfg: DemoConfig, world: World, spec: MethodSpec, run_dir: str |
         "output_dir": str(run_dir), "cache_dir": str(Path(world.root) / "cache"), "max_steps": steps,
         "learning_rate": spec.learning_rate, "lr_scheduler_type": "constant", "warmup_steps": 0,
         "per_device_train_batch_size": cfg.align_batch_size, "seed": cfg.seed if seed is None else seed,
-        "logging_steps": max(1, steps // 15), "disable_tqdm": True, "report_to": "none",
+        "logging_steps": max(1, steps // 15), "disable_tqdm": not cfg.verbose, "report_to": "none",
     }
     with log_to(run_dir / "train.log"):
         return run_align(from_dict(AlignConfig, raw, "align"))
@@ -66,7 +67,8 @@ def evaluate_run(cfg: DemoConfig, world: World, model: str, run_dir: str | Path,
     result = evaluate_model(
         model, world.eval_prompts, GymSource(task), reference=world.sft, pairs=heldout,
         sampling=sampling(world.stats["sft"]["max_new_tokens"], cfg.eval_samples, cfg.eval_temperature, cfg.seed + 4),
-        max_length=cfg.max_length)
+        max_length=cfg.max_length, progress=cfg.verbose)
+    result = {"model": str(model)} | result
     rewards = _nested_rewards(result)
     if baseline_rewards is not None:
         est, counts = metrics.win_rate(rewards, baseline_rewards)
@@ -87,10 +89,10 @@ def sft_baseline(cfg: DemoConfig, world: World, run_dir: str | Path) -> dict[str
     if cfg.reuse and cache.is_file() and (run_dir / "eval.json").is_file():
         saved = json.loads(cache.read_text())
         if saved.get("key") == key:
-            return json.loads((run_dir / "eval.json").read_text()) | {"rewards": saved["rewards"]}
+            return json.loads((run_dir / "eval.json").read_text()) | {"rewards": saved["rewards"], "cached": True}
     result = evaluate_run(cfg, world, world.sft, run_dir)
-    (run_dir / "summary.json").write_text(json.dumps({"objective": "sft", "steps": 0}))
-    cache.write_text(json.dumps({"key": key, "rewards": result["rewards"]}))
+    write_json(run_dir / "summary.json", {"objective": "sft", "steps": 0})
+    write_json(cache, {"key": key, "rewards": result["rewards"]}, indent=None)
     return result
 
 
@@ -114,8 +116,7 @@ def run_method(cfg: DemoConfig, world: World, name: str, spec: MethodSpec, run_d
                 "align": {f: getattr(cfg, f) for f in ("align_steps", "align_batch_size", "seed", "max_length")}})
     marker = run_dir / "run_key.json"
     if cache and marker.is_file() and json.loads(marker.read_text()).get("key") == key:
-        saved = json.loads(marker.read_text())
-        return saved["result"]
+        return json.loads(marker.read_text())["result"] | {"cached": True}
     start = time.perf_counter()
     summary = align_method(cfg, world, spec, run_dir, data=data)
     result = evaluate_run(cfg, world, str(run_dir), run_dir, baseline_rewards)
@@ -124,7 +125,7 @@ def run_method(cfg: DemoConfig, world: World, name: str, spec: MethodSpec, run_d
            "learning_rate": spec.learning_rate, "objective_args": summary_args(run_dir),
            "train_groups": summary["train_groups"], "steps": summary["steps"], "train_loss": summary["train_loss"],
            "seconds": round(time.perf_counter() - start, 2), "eval": headline(result)}
-    marker.write_text(json.dumps({"key": key, "result": out}, indent=1, default=str))
+    write_json(marker, {"key": key, "result": out}, indent=1)
     return out
 
 

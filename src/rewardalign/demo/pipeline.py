@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from ..evaluate.metrics import eos_warning
 from ..evaluate.report import compare_runs
+from ..runs import write_json
 from .config import DemoConfig, demo_config
 from .learning import StageDidNotLearn
 from .methods import headline, run_method, sft_baseline
@@ -31,7 +33,7 @@ def run_demo(raw: dict[str, Any] | DemoConfig, command: str = "rewardalign demo"
 
 def _run_demo(cfg: DemoConfig, command: str) -> dict[str, Any]:
     start = time.perf_counter()
-    log = print if cfg.verbose else (lambda _msg: None)
+    log = tqdm.write if cfg.verbose else (lambda _msg: None)  # lines above the progress bars
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -41,22 +43,24 @@ def _run_demo(cfg: DemoConfig, command: str) -> dict[str, Any]:
         write_stopped_report(cfg, err.stats, err.failures, seconds, command)
         result = {"config": dataclasses.asdict(cfg), "stats": err.stats, "stopped": err.failures, "rows": [],
                   "seconds": round(seconds, 1)}
-        (out / "demo.json").write_text(json.dumps(result, indent=2, default=str))
+        write_json(out / "demo.json", result)
         print(stop_message(err.failures), file=sys.stderr)
         log(f"written: {out / 'report.md'}, demo.json")
         return result
     runs = out / "runs"
     t0 = time.perf_counter()
     sft_eval = sft_baseline(cfg, world, runs / "sft")
-    log(f"[evaluate sft] {time.perf_counter() - t0:.1f} s")
+    log(f"[evaluate sft] {'cached' if sft_eval.get('cached') else f'{time.perf_counter() - t0:.1f} s'}")
     rows = [{"name": "sft", "objective": None, "feedback": None, "learning_rate": None, "objective_args": {},
              "eval": headline(sft_eval)}]
-    for name in cfg.methods:
+    bar = tqdm(cfg.methods, desc="methods", unit="method", disable=not cfg.verbose)
+    for name in bar:
+        bar.set_postfix_str(name)
         row = run_method(cfg, world, name, cfg.method(name), runs / name, sft_eval["rewards"], cache=cfg.reuse)
         rows.append(row)
         ev = row["eval"]
-        log(f"[{name}] {row['seconds']:.1f} s: gold reward {ev['reward_mean']:.3f}, win rate "
-            f"{ev['win_rate']:.3f}, KL {ev['kl']:.2f}")
+        when = "cached" if row.get("cached") else f"{row['seconds']:.1f} s"
+        log(f"[{name}] {when}: gold reward {ev['reward_mean']:.3f}, win rate {ev['win_rate']:.3f}, KL {ev['kl']:.2f}")
         warning = eos_warning(ev.get("eos_missing_fraction"))
         if warning:
             print(f"[{name}] {warning}", file=sys.stderr)
@@ -68,7 +72,7 @@ def _run_demo(cfg: DemoConfig, command: str) -> dict[str, Any]:
     write_report(cfg, world, rows, plots, seconds, command)
     result = {"config": dataclasses.asdict(cfg), "stats": world.stats, "stopped": [], "rows": rows, "plots": plots,
               "table": results_table(rows), "seconds": round(seconds, 1)}
-    (out / "demo.json").write_text(json.dumps(result, indent=2, default=str))
+    write_json(out / "demo.json", result)
     log("")
     log(result["table"])
     log(f"\nwritten: {out / 'report.md'}, demo.json, compare.md" + "".join(f", {p}" for p in plots.values())

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..evaluate.metrics import EOS_MISSING_WARN
 from ..gym import Task, get_task
+from ..runs import write_text
 from .config import FEEDBACK_TEXT, METHODS, DemoConfig
 from .learning import RM_MIN_ACCURACY, SFT_MIN_SHARE, quality_failures
 from .stages import World
@@ -217,5 +218,5 @@ def write_report(cfg: DemoConfig, world: World, rows: list[dict[str, Any]], plot
         "",
     ]
     report = "\n".join(text)
-    (Path(cfg.output) / "report.md").write_text(report)
+    write_text(Path(cfg.output) / "report.md", report)
     return report

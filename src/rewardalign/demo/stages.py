@@ -32,6 +32,7 @@ from ..modeling.loading import load_causal_lm, load_tokenizer
 from ..rewards.annotate import run_annotate
 from ..rewards.config import RewardModelConfig
 from ..rewards.transforms import minmax, sigmoid
+from ..runs import write_json
 from ..train.configs import SFTConfig
 from ..train.reward_model import run_train_rm
 from ..train.sft import run_sft
@@ -62,8 +63,7 @@ class Stages:
         result = build()
         seconds = time.perf_counter() - start
         marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"key": key, "seconds": round(seconds, 2), "result": result}, indent=1,
-                                     default=str))
+        write_json(marker, {"key": key, "seconds": round(seconds, 2), "result": result}, indent=1)
         self.log(f"[{name}] {seconds:.1f} s")
         return result
 
@@ -168,7 +168,7 @@ def _run_sft(cfg: DemoConfig, root: Path, stopping: GoldRewardStopping) -> dict[
         "max_length": cfg.max_length, "output_dir": str(root / "sft"), "max_steps": cfg.sft_steps,
         "per_device_train_batch_size": cfg.sft_batch_size, "learning_rate": cfg.sft_learning_rate,
         "lr_scheduler_type": "cosine", "warmup_steps": min(20, cfg.sft_steps // 10), "logging_steps": 25,
-        "seed": cfg.seed, "disable_tqdm": True, "report_to": "none",
+        "seed": cfg.seed, "disable_tqdm": not cfg.verbose, "report_to": "none", "overwrite_output_dir": True,
     }, "sft"), callbacks=[stopping])
 
 
@@ -183,7 +183,8 @@ def sample_groups(cfg: DemoConfig, task: Task, root: Path, max_new_tokens: int) 
     prompts = json.loads((root / "data" / "prompts.json").read_text())
     model = load_causal_lm(str(root / "sft"))
     samples = generate_samples(model, load_tokenizer(str(root / "sft")), prompts,
-                               sampling(max_new_tokens, cfg.k, cfg.sample_temperature, cfg.seed + 3))
+                               sampling(max_new_tokens, cfg.k, cfg.sample_temperature, cfg.seed + 3),
+                               progress=cfg.verbose)
     drops = DropReport()
     feedback = FeedbackConfig(**(cfg.annotator | {"seed": cfg.seed}))
     groups = build_groups(task, prompts, samples.texts, feedback, drops)
@@ -263,7 +264,7 @@ def _train_rm(cfg: DemoConfig, root: Path, pairs: str, out: str, kind: str) -> d
         "logging_steps": 20, "eval_strategy": "steps", "eval_steps": every, "save_strategy": "steps",
         "save_steps": every, "save_only_model": True, "save_total_limit": 1, "load_best_model_at_end": True,
         "metric_for_best_model": "accuracy", "greater_is_better": True,
-        "seed": cfg.seed, "disable_tqdm": True, "report_to": "none",
+        "seed": cfg.seed, "disable_tqdm": not cfg.verbose, "report_to": "none", "overwrite_output_dir": True,
     }, "train-rm"), callbacks=[EarlyStoppingCallback(cfg.rm_patience)])
 
 
@@ -293,7 +294,7 @@ def annotate_groups(cfg: DemoConfig, root: Path, rm: str = "rm", suffix: str = "
         out = root / "data" / f"{part}_rm{suffix}.jsonl"
         run_annotate({"data": str(bare), "format": "group", "output": str(out),
                   "source": {"type": "reward_model", "path": str(root / rm), "batch_size": 256},
-                  "transform": "none", "progress": False, "cache_dir": str(root / "cache" / "annotate")},
+                  "transform": "none", "progress": cfg.verbose, "cache_dir": str(root / "cache" / "annotate")},
                  verbose=False)
         groups, _ = load_groups(str(out), format="group")
         stats[part] = groups

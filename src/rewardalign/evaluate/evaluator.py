@@ -170,6 +170,7 @@ def evaluate_model(
     ci_method: str = "normal",
     torch_dtype: str = "float32",
     trust_remote_code: bool = False,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a policy (a model or a model directory) on ``prompts``; returns the metrics and the samples.
 
@@ -180,6 +181,7 @@ def evaluate_model(
     directory's. ``max_length`` bounds the tokenised pairs (prompt and response, as in training).
     Models given as directories are loaded with ``torch_dtype`` and ``trust_remote_code`` on the policy's
     device (a GPU where there is one); the baseline is freed once it has sampled, before the reference loads.
+    ``progress``: progress bars of the sampling.
 
     The dict holds the metrics of the module docstring, ``n_prompts``, ``n_samples``, ``judge``, ``sampling``,
     ``ci`` (confidence, method, unit) and ``samples``: one record per sample (prompt, prompt_index,
@@ -203,7 +205,7 @@ def evaluate_model(
     device = _device(policy)
     stats = {"confidence": confidence, "method": ci_method}
 
-    samples = generate_samples(policy, tokenizer, prompts, sampling, chat_template, max_prompt_length)
+    samples = generate_samples(policy, tokenizer, prompts, sampling, chat_template, max_prompt_length, progress)
     stop = stop_token_ids(tokenizer, policy)
     tokens = samples.lengths(stop)
     out: dict[str, Any] = {
@@ -232,7 +234,7 @@ def evaluate_model(
     if baseline is not None:
         base_model = _load(baseline, device, "baseline", **load)
         base_tok = baseline_tokenizer or _tokenizer_of(baseline) or tokenizer
-        base = generate_samples(base_model, base_tok, prompts, sampling, chat_template, max_prompt_length)
+        base = generate_samples(base_model, base_tok, prompts, sampling, chat_template, max_prompt_length, progress)
         out["baseline_eos_missing_fraction"] = metrics.eos_missing_fraction(base.finished)
         out["baseline_length"] = metrics.length_stats(base.lengths(stop_token_ids(base_tok, base_model)),
                                                       [[len(t) for t in row] for row in base.texts])

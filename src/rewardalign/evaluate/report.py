@@ -5,11 +5,16 @@ A run folder may hold ``summary.json``, ``config.yaml`` (``objective``, ``object
 and ``eval.json`` (from ``rewardalign evaluate``: reward_mean, reward_ci, kl, win_rate, chosen_logp_shift,
 rejected_logp_shift, eos_missing_fraction, length, ...); it needs at least one of them. The output folder gets:
 
+An ``eval.json`` that does not evaluate the folder's own model is left out with a note: one the folder's
+``manifest.json`` does not list for its current run (written before the run replaced the model, or copied in), one
+whose content changed since, or (folders without a manifest) one whose ``model`` is another path.
+
 - ``compare.md``: a Markdown table, one row per run (columns that no run has are left out), and the plots;
 - ``compare.json``: every run's objective, beta, summary, eval and training curves, for machines;
 - ``training_curves.png`` (loss and logps/chosen against step, one line per run),
   ``reward_kl_frontier.png`` (gold reward mean against KL, one curve per objective, points sorted by KL,
   one point per run of a beta sweep) and ``likelihood_drift.png`` (chosen / rejected log-prob shift per run),
+  readable with up to 16 runs (:mod:`rewardalign.evaluate.plots`),
   each where some run has its data, and only with matplotlib installed (``rewardalign[plots]``); without it
   the table and the JSON are still written and the report says why there are no plots.
 """
@@ -25,6 +30,8 @@ from typing import Any
 import yaml
 
 from ..config import ConfigError
+from ..fingerprint import file_digest
+from ..runs import MODEL_FILES, read_manifest, write_json, write_text
 from . import plots
 
 RUN_FILES = ("summary.json", "config.yaml", "metrics.jsonl", "eval.json")
@@ -43,6 +50,7 @@ class Run:
     config: dict[str, Any] = field(default_factory=dict)
     eval: dict[str, Any] | None = None
     curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def _number(value: Any) -> float | None:
@@ -52,14 +60,19 @@ def _number(value: Any) -> float | None:
 
 
 def read_curves(path: Path) -> dict[str, list[tuple[float, float]]]:
-    """Each numeric key of the JSON lines against their ``step`` (the last value wins on a repeated step)."""
+    """Each numeric key of the JSON lines against their ``step`` (the last value wins on a repeated step). A last
+    line cut short (a killed run) is ignored."""
     curves: dict[str, dict[float, float]] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
+            if n == len(lines) and not text.endswith("\n"):
+                break
             raise ConfigError(f"{path}, line {n}: invalid JSON ({err})") from None
         step = _number(row.get("step")) if isinstance(row, dict) else None
         if step is None:
@@ -85,12 +98,38 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
         run.config = yaml.safe_load((folder / "config.yaml").read_text()) or {}
     if (folder / "eval.json").is_file():
         run.eval = json.loads((folder / "eval.json").read_text())
+        problem = eval_problem(folder, run.eval)
+        if problem:
+            run.eval = None
+            run.notes.append(f"{folder / 'eval.json'} left out: {problem}")
     if (folder / "metrics.jsonl").is_file():
         run.curves = read_curves(folder / "metrics.jsonl")
     run.objective = run.config.get("objective") or run.summary.get("objective")
     args = run.config.get("objective_args") or {}
     run.beta = _number(args.get("beta")) if isinstance(args, dict) else None
     return run
+
+
+def eval_problem(folder: Path, ev: dict[str, Any]) -> str | None:
+    """Why ``folder``'s ``eval.json`` (content ``ev``) is not an evaluation of the model in ``folder``; None when
+    it is one, or when the folder holds no model (an evaluation folder)."""
+    if not any((folder / name).is_file() for name in MODEL_FILES):
+        return None
+    manifest = read_manifest(folder)
+    owner = (manifest.get("run") or {}).get("id")
+    if owner is None:
+        model = ev.get("model")
+        if model is None or Path(str(model)).resolve() != folder.resolve():
+            return f"it evaluates {model}, not the model in {folder}"
+        return None
+    entry = (manifest.get("files") or {}).get("eval.json")
+    if entry is None:
+        return f"the manifest of run {owner}, which wrote the model, does not list it (an older or copied file)"
+    if entry.get("model_run") != owner:
+        return f"it evaluates {entry.get('model')} (run {entry.get('model_run')}), not the model of run {owner}"
+    if entry.get("sha256") and entry["sha256"] != file_digest(folder / "eval.json"):
+        return "it changed after evaluate wrote it"
+    return None
 
 
 def unique_names(paths: list[str | Path]) -> list[str]:
@@ -188,7 +227,8 @@ def make_plots(runs: list[Run], output: Path) -> tuple[dict[str, str], list[str]
     label = f"reward ({judges.pop()})" if len(judges) == 1 else "reward"
     rows = [table_row(r) for r in runs]
     makers = {
-        "training_curves": lambda p: plots.training_curves({r.name: r.curves for r in runs}, CURVE_KEYS, p),
+        "training_curves": lambda p: plots.training_curves({r.name: r.curves for r in runs}, CURVE_KEYS, p,
+                                                           {r.name: r.objective or r.name for r in runs}),
         "reward_kl_frontier": lambda p: plots.reward_kl_frontier(frontier_points(runs), p, label),
         "likelihood_drift": lambda p: plots.likelihood_drift(
             [{"name": r["run"], **{k: r[k] for k in ("chosen_logp_shift", "rejected_logp_shift")}} for r in rows], p),
@@ -214,12 +254,13 @@ def compare_runs(paths: list[str | Path], output: str | Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     rows = [table_row(r) for r in runs]
     written, notes = make_plots(runs, out)
+    notes = [note for r in runs for note in r.notes] + notes
     table = markdown_table(rows)
     md = ["# Run comparison", "", table, ""]
     md += [f"![{plot.replace('_', ' ')}]({name})" for plot, name in written.items()]
     md += [""] + [f"- {note}" for note in notes]
-    (out / "compare.md").write_text("\n".join(md).rstrip() + "\n")
+    write_text(out / "compare.md", "\n".join(md).rstrip() + "\n")
     report = {"runs": [asdict(r) | {"table": row} for r, row in zip(runs, rows)], "table": table,
               "plots": written, "notes": notes}
-    (out / "compare.json").write_text(json.dumps(report, indent=2, default=str))
+    write_json(out / "compare.json", report)
     return report

@@ -19,7 +19,8 @@ Fields (any can be given on the command line, ``--n_samples 8``):
   ``trust_remote_code``;
 - ``output_dir`` (required): gets ``eval.json`` (every metric), ``samples.jsonl`` (prompt, response, reward,
   ...) and ``eval_config.yaml`` (the resolved config; not ``config.yaml``, so a training run folder can hold
-  its evaluation without losing its training config).
+  its evaluation without losing its training config), written atomically and recorded in the folder's
+  ``manifest.json`` with the run id of the model evaluated. A folder that holds another model is refused.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from ..data.schema import Group
 from ..modeling.generation import SamplingConfig
 from ..modeling.loading import load_tokenizer
 from ..rewards.sources import build_source
-from ..runs import Timer
+from ..runs import MODEL_FILES, Timer, atomic_open, owner_run, record_files, write_json, write_text
 from .config import CI_METHODS, EvalConfig
 from .evaluator import evaluate_model, json_ready
 
@@ -59,6 +60,10 @@ def check_config(cfg: EvalConfig) -> None:
             raise ConfigError(f"{what} file {path} does not exist")
     if not cfg.output_dir:
         raise ConfigError("evaluate needs an output_dir (--output_dir runs/NAME)")
+    out = Path(cfg.output_dir)
+    if any((out / f).is_file() for f in MODEL_FILES) and out.resolve() != Path(cfg.model).resolve():
+        raise ConfigError(f"output_dir {out} holds another model: write the evaluation of {cfg.model} into its "
+                          f"own folder or a new one")
     if cfg.pairs and not cfg.reference:
         raise ConfigError("pairs (likelihood displacement) need a reference model: set `reference: PATH`")
     if cfg.ci_method not in CI_METHODS:
@@ -101,23 +106,28 @@ def run_evaluate(cfg: EvalConfig | dict[str, Any]) -> dict[str, Any]:
         pairs=pairs, sampling=sampling, chat_template=cfg.chat_template, max_prompt_length=cfg.max_prompt_length,
         max_length=cfg.max_length, logprob_chunk_size=cfg.logprob_chunk_size, confidence=cfg.confidence,
         ci_method=cfg.ci_method, torch_dtype=cfg.torch_dtype, trust_remote_code=cfg.trust_remote_code,
+        progress=True,
     )
     samples = result.pop("samples")
     result = {"model": cfg.model, "reference": cfg.reference, "baseline": cfg.baseline, "prompts": cfg.prompts,
               **result, "seconds": round(timer.seconds, 2)}
-    write_eval_outputs(cfg.output_dir, result, samples)
-    (Path(cfg.output_dir) / "eval_config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    write_text(Path(cfg.output_dir) / "eval_config.yaml", yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    write_eval_outputs(cfg.output_dir, result, samples, extra=["eval_config.yaml"])
     return result
 
 
-def write_eval_outputs(output_dir: str | Path, result: dict[str, Any], samples: list[dict[str, Any]]) -> None:
-    """``eval.json`` (the metrics) and ``samples.jsonl`` (one record per sample) in ``output_dir``."""
+def write_eval_outputs(output_dir: str | Path, result: dict[str, Any], samples: list[dict[str, Any]],
+                       extra: list[str] = ()) -> None:
+    """``eval.json`` (the metrics) and ``samples.jsonl`` (one record per sample) in ``output_dir``, written
+    atomically and recorded in its manifest (with ``extra`` files already there) for ``result["model"]``."""
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "eval.json").write_text(json.dumps(json_ready(result), indent=2, default=str))
-    with (out / "samples.jsonl").open("w", encoding="utf-8") as f:
+    with atomic_open(out / "samples.jsonl") as f:
         for record in samples:
             f.write(json.dumps(json_ready(record), ensure_ascii=False) + "\n")
+    write_json(out / "eval.json", json_ready(result))
+    model = result.get("model")
+    record_files(out, ["eval.json", "samples.jsonl", *extra], "evaluate", model=str(model),
+                 model_run=owner_run(model) if isinstance(model, (str, Path)) and Path(model).is_dir() else None)
 
 
 def summary_lines(result: dict[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
 from ..data.schema import Text
@@ -163,8 +164,10 @@ def generate_samples(
     cfg: SamplingConfig,
     chat_template: str = "auto",
     max_prompt_length: int | None = None,
+    progress: bool = False,
 ) -> Samples:
-    """Draw ``cfg.n_samples`` responses for each prompt (see the module docstring)."""
+    """Draw ``cfg.n_samples`` responses for each prompt (see the module docstring); ``progress``: a tqdm bar of
+    the sequences drawn (rate and ETA)."""
     if not prompts:
         raise ValueError("no prompts to generate from")
     stop_ids = stop_token_ids(tokenizer, model)
@@ -180,6 +183,7 @@ def generate_samples(
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(cfg.seed)
+            bar = tqdm(total=len(jobs), desc="sampling", unit="seq", disable=not progress, leave=None)
             for start in range(0, len(jobs), cfg.batch_size):
                 chunk = jobs[start: start + cfg.batch_size]
                 input_ids, attention_mask = left_pad([prompt_ids[i] for i in chunk], pad_id)
@@ -191,6 +195,8 @@ def generate_samples(
                     out.response_ids[i].append(ids)
                     out.finished[i].append(finished)
                     out.texts[i].append(tokenizer.decode(text_ids, skip_special_tokens=True))
+                bar.update(len(chunk))
+            bar.close()
     finally:
         model.train(was_training)
     return out

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ..data.collate import GroupCollator
 from ..data.tokenize import TokenizedGroup
+from ..runs import atomic_path
 from .logprobs import GroupLogps, batch_logps
 
 
@@ -114,13 +114,10 @@ def precompute_reference(
     prompt_ref = torch.cat(prompts) if prompts else None
     _assign(groups, ref, prompt_ref)
     if cache_file is not None:
-        cache_file = Path(cache_file)
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
         tensors = {"ref_logps": ref} | ({"prompt_ref_logps": prompt_ref} if prompt_ref is not None else {})
-        # Write then rename: processes of one multi-process run may write the same entry at once.
-        partial = cache_file.with_suffix(f".{os.getpid()}.partial")
-        save_file(tensors, str(partial))
-        os.replace(partial, cache_file)
+        # Atomic: processes of one multi-process run may write the same entry at once.
+        with atomic_path(cache_file) as tmp:
+            save_file(tensors, str(tmp))
     return False
 
 

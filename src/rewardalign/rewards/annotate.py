@@ -21,8 +21,6 @@ rescores.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from ..config import ConfigError, from_dict
 from ..data import Group, load_groups, write_groups_jsonl
 from ..data.schema import DataError
 from ..fingerprint import file_digest, hash_json, path_fingerprint
+from ..runs import atomic_open, atomic_path, write_json
 from .base import BadReward, RewardSource
 from .config import AnnotateConfig
 from .sources import build_source
@@ -76,12 +75,9 @@ def _check_finite(raw: np.ndarray, where: list[tuple[int, int]], source: RewardS
 
 
 def _save_cache(path: Path, raw: np.ndarray, info: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    with partial.open("wb") as fh:
+    with atomic_open(path, "wb") as fh:
         np.save(fh, raw, allow_pickle=False)
-    os.replace(partial, path)
-    path.with_suffix(".json").write_text(json.dumps(info, indent=2, default=str))
+    write_json(path.with_suffix(".json"), info)
 
 
 def _load_cache(path: Path, n: int) -> np.ndarray | None:
@@ -226,7 +222,8 @@ def run_annotate(config: dict[str, Any] | AnnotateConfig, source: RewardSource |
             reward_members=[m[g] for m in member_lists] if member_lists is not None else None,
             meta=meta))
     output = Path(cfg.output)
-    write_groups_jsonl(out_groups, output)
+    with atomic_path(output) as tmp:  # a killed run leaves the previous output or none, never a part
+        write_groups_jsonl(out_groups, tmp)
 
     summary: dict[str, Any] = {
         "data": cfg.data,
@@ -249,8 +246,7 @@ def run_annotate(config: dict[str, Any] | AnnotateConfig, source: RewardSource |
     }
     summary["seconds"] = round(time.perf_counter() - start, 4)
     sidecar = sidecar_path(output)
-    sidecar.write_text(json.dumps(summary | {"source_columns": src.columns, "cache_key": key,
-                                             "data_fingerprint": data_fp}, indent=2, default=str))
+    write_json(sidecar, summary | {"source_columns": src.columns, "cache_key": key, "data_fingerprint": data_fp})
     summary["sidecar"] = str(sidecar)
     if verbose:
         print(format_summary(summary))

@@ -25,7 +25,7 @@ from ..modeling.loading import apply_lora, load_causal_lm, load_tokenizer
 from ..modeling.logprobs import GroupLogps, batch_logps
 from ..modeling.reference import LiveReference, PeftReference, precompute_reference, reference_cache_key
 from ..objectives import ObjectiveInputs, compute_objective, get_objective, validate_hparams
-from ..runs import JsonlMetrics, Timer, training_arguments, write_run_files
+from ..runs import RunFolder, Timer, training_arguments
 from .base import GroupTrainer
 from .configs import AlignConfig
 from .data import check_data_fits, check_objective, load_training_groups, tokenize_config, tokenize_splits
@@ -163,6 +163,7 @@ def run_align(cfg: AlignConfig | dict[str, Any], callbacks: list | None = None) 
     if cfg.reference not in ("precompute", "live"):
         raise ConfigError(f"reference must be 'precompute' or 'live', got {cfg.reference!r}")
     check_model_path(cfg.model)
+    folder = RunFolder(args, "align", cfg.overwrite_output_dir, inputs=(cfg.model,))
     tok_cfg = tokenize_config(cfg)
     needs = get_objective(cfg.objective).requirements(objective_args)
 
@@ -216,7 +217,7 @@ def run_align(cfg: AlignConfig | dict[str, Any], callbacks: list | None = None) 
         dropout=cfg.dropout,
         layout=cfg.layout,
         pack_length=cfg.pack_length,
-        callbacks=[JsonlMetrics(Path(args.output_dir) / "metrics.jsonl"), *(callbacks or [])],
+        callbacks=callbacks,
     )
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     final_eval = trainer.evaluate() if eval_tok else {}
@@ -239,6 +240,6 @@ def run_align(cfg: AlignConfig | dict[str, Any], callbacks: list | None = None) 
         "dropped_by_reason": drops.counts(),
     }
     if trainer.is_world_process_zero():
-        write_run_files(args.output_dir, flat_dict(cfg) | {"objective_args": objective_args}, summary)
-        publish_run(args.output_dir, replace(cfg, objective_args=objective_args), args, summary, "align", cfg.objective)
+        publish_run(folder, flat_dict(cfg) | {"objective_args": objective_args},
+                    replace(cfg, objective_args=objective_args), args, summary, "align", cfg.objective)
     return summary

@@ -72,4 +72,6 @@ class OnlineConfig(ModelFields):
     lora: dict[str, Any] | None = opt(None, "peft LoraConfig fields; unset: full fine-tuning")
     max_prompt_length: int | None = opt(None, "longest prompt in tokens (keeps its end)")
     chat_template: str = opt("auto", "auto (message lists only), always or never")
+    overwrite_output_dir: bool = opt(False, "replace the outputs of another run in output_dir (they are removed "
+                                            "first); without it such a folder is refused")
     training: dict[str, Any] = opt(help="transformers TrainingArguments fields", factory=dict)

@@ -20,6 +20,7 @@ from huggingface_hub import HfApi, ModelCard, ModelCardData
 
 from .. import __version__
 from ..objectives import get_objective
+from ..runs import RunFolder
 
 PAPERS = {
     "000": "Direct Reward Distillation: A Point-wise Alignment Approach",
@@ -192,11 +193,14 @@ def model_card(output_dir: str | Path, cfg: Any, args: Any, summary: dict[str, A
         usage=_usage(repo, reward_model, ensemble), versions=versions)
 
 
-def publish_run(output_dir: str | Path, cfg: Any, args: Any, summary: dict[str, Any], command: str,
-                method: str) -> str | None:
-    """Write the run's model card into ``output_dir``; with ``args.push_to_hub``, upload the folder (not its
+def publish_run(folder: RunFolder, config: dict[str, Any], cfg: Any, args: Any, summary: dict[str, Any],
+                command: str, method: str) -> str | None:
+    """Write the run's model card into its folder, then ``config.yaml``, ``summary.json`` and the manifest
+    (:meth:`RunFolder.finish`, so the card is in it); with ``args.push_to_hub``, upload the folder (not its
     checkpoints) and return the repository id. Call on the main process only."""
+    output_dir = folder.path
     model_card(output_dir, cfg, args, summary, command, method).save(Path(output_dir) / "README.md")
+    folder.finish(config, summary)
     if not args.push_to_hub:
         return None
     api = HfApi(library_name="rewardalign", library_version=__version__)

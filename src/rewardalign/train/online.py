@@ -34,7 +34,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,7 +56,7 @@ from ..objectives.metrics import masked_mean
 from ..rewards.base import RewardSource, mean_reward, score_finite
 from ..rewards.sources import build_source
 from ..rewards.transforms import Transform, parse_transform
-from ..runs import JsonlMetrics, Timer, training_arguments, write_run_files
+from ..runs import RunFolder, Timer, training_arguments
 from .align import AlignTrainer
 from .configs import ALGORITHMS, SAMPLERS, OnlineConfig
 from .data import check_objective
@@ -181,7 +180,6 @@ class OnlineTrainer(AlignTrainer):
         if self.pad_id is None:
             self.pad_id = stop_token_ids(processing_class)[0]
         self._seed_step, self._micro = -1, 0
-        self.samples_seen = 0
 
     def _sampling_seed(self) -> int:
         step = self.state.global_step
@@ -249,7 +247,7 @@ class OnlineTrainer(AlignTrainer):
             step_metrics["objective/kl"] = masked_mean(obj_inputs.policy_logps.detach() - ref_logps, mask)
         self.record({**step_metrics, **metrics}, model.training)
         self.count_tokens(obj_inputs.n_tokens, obj_inputs.mask)
-        self.samples_seen += len(indices) * self.sampling.n_samples
+        self.count("samples", len(indices) * self.sampling.n_samples)
         return (loss, metrics) if return_outputs else loss
 
 
@@ -322,6 +320,7 @@ def run_online(cfg: OnlineConfig | dict[str, Any], callbacks: list | None = None
     timer = Timer()
     args = training_arguments(cfg.training, "online")
     objective, hparams = check_config(cfg)
+    folder = RunFolder(args, "online", cfg.overwrite_output_dir, inputs=(cfg.model,))
     try:
         sampling = SamplingConfig(n_samples=cfg.n_samples, temperature=cfg.temperature, top_p=cfg.top_p,
                                   top_k=0, max_new_tokens=cfg.max_new_tokens, seed=args.seed,
@@ -363,7 +362,7 @@ def run_online(cfg: OnlineConfig | dict[str, Any], callbacks: list | None = None
         dropout=cfg.dropout,
         chat_template=cfg.chat_template,
         max_prompt_length=cfg.max_prompt_length,
-        callbacks=[JsonlMetrics(Path(args.output_dir) / "metrics.jsonl"), *(callbacks or [])],
+        callbacks=callbacks,
     )
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     trainer.save_model(args.output_dir)
@@ -381,7 +380,7 @@ def run_online(cfg: OnlineConfig | dict[str, Any], callbacks: list | None = None
         "steps": trainer.state.global_step,
         "processes": args.world_size,
         "prompts": len(prompts),
-        "samples": trainer.samples_seen,
+        "samples": trainer.totals.get("samples", 0),
         "response_tokens": trainer.response_tokens_seen,
         "seconds": round(timer.seconds, 2),
         "train_loss": result.training_loss,
@@ -393,6 +392,5 @@ def run_online(cfg: OnlineConfig | dict[str, Any], callbacks: list | None = None
     if trainer.is_world_process_zero():
         config = flat_dict(cfg) | {"objective": objective, "objective_args": hparams,
                                    "transform": trainer.transform.as_dict()}
-        write_run_files(args.output_dir, config, summary)
-        publish_run(args.output_dir, replace(cfg, objective_args=hparams), args, summary, "online", objective)
+        publish_run(folder, config, replace(cfg, objective_args=hparams), args, summary, "online", objective)
     return summary

@@ -35,7 +35,7 @@ from ..rewards.models import (
     write_training_info,
 )
 from ..rewards.pairs import PairStats, bootstrap, build_pairs, split_by_prompt
-from ..runs import JsonlMetrics, Timer, training_arguments, write_run_files
+from ..runs import RunFolder, Timer, training_arguments
 from .base import GroupTrainer
 from .model_card import publish_run
 
@@ -209,8 +209,7 @@ def _train_one(cfg: RewardModelConfig, args: Any, data: PreparedData, train_pair
         model=model, args=args, train_dataset=GroupDataset(train_pairs),
         eval_dataset=GroupDataset(data.eval_pairs) if data.eval_pairs else None, processing_class=tokenizer,
         margin=cfg.margin, center_coefficient=cfg.center_coefficient,
-        oracle_alpha=cfg.oracle_alpha if kind == "oracle" else 0.0, dropout=cfg.dropout,
-        callbacks=[JsonlMetrics(output_dir / "metrics.jsonl"), *(callbacks or [])],
+        oracle_alpha=cfg.oracle_alpha if kind == "oracle" else 0.0, dropout=cfg.dropout, callbacks=callbacks,
     )
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     final = trainer.evaluate() if data.eval_pairs else {}
@@ -272,6 +271,7 @@ def run_train_rm(cfg: RewardModelConfig | dict[str, Any], callbacks: list | None
         raise ConfigError(f"eval_strategy '{args.eval_strategy}' needs held-out pairs: set eval_fraction > 0 "
                           f"or eval_data")
     output_dir = Path(args.output_dir)
+    folder = RunFolder(args, "train-rm", cfg.overwrite_output_dir, inputs=(cfg.model,))
     set_seed(args.seed)
     tokenizer = load_tokenizer(cfg.model)
     data = prepare_pairs(cfg, tokenizer, args.seed)
@@ -324,8 +324,7 @@ def run_train_rm(cfg: RewardModelConfig | dict[str, Any], callbacks: list | None
                 f.write(json.dumps({"step": None, **summary["final_eval"]}) + "\n")
     summary["seconds"] = round(timer.seconds, 2)
     if args.should_save:
-        write_run_files(output_dir, flat_dict(cfg), summary)
-        publish_run(output_dir, cfg, args, summary, "train-rm", cfg.base_kind)
+        publish_run(folder, flat_dict(cfg), cfg, args, summary, "train-rm", cfg.base_kind)
     return summary
 
 

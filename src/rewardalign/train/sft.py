@@ -8,7 +8,6 @@ causal LM and a BPE tokenizer trained on the data's text instead of loading ``mo
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from transformers import set_seed
@@ -20,7 +19,7 @@ from ..data.tokenize import render, tokenize_groups
 from ..modeling.loading import apply_lora, load_causal_lm, load_tokenizer
 from ..modeling.logprobs import batch_logps
 from ..modeling.tiny import build_tiny_model, build_tiny_tokenizer
-from ..runs import JsonlMetrics, Timer, training_arguments, write_run_files
+from ..runs import RunFolder, Timer, training_arguments
 from .base import GroupTrainer
 from .configs import SFTConfig
 from .data import load_training_groups, tokenize_config
@@ -85,6 +84,7 @@ def run_sft(cfg: SFTConfig | dict[str, Any], callbacks: list | None = None) -> d
         check_model_path(cfg.model)
     elif cfg.model:
         raise ConfigError("give either model (a path to fine-tune) or model_init (a tiny model from scratch)")
+    folder = RunFolder(args, "sft", cfg.overwrite_output_dir, inputs=(cfg.model,))
     tok_cfg = tokenize_config(cfg)
     groups, _, drops = load_training_groups(cfg, args.seed)
     examples = demonstrations(groups, cfg.responses)
@@ -107,7 +107,7 @@ def run_sft(cfg: SFTConfig | dict[str, Any], callbacks: list | None = None) -> d
         group_by_length=cfg.group_by_length,
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=[JsonlMetrics(Path(args.output_dir) / "metrics.jsonl"), *(callbacks or [])],
+        callbacks=callbacks,
         logprob_chunk_size=cfg.logprob_chunk_size,
     )
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
@@ -123,6 +123,5 @@ def run_sft(cfg: SFTConfig | dict[str, Any], callbacks: list | None = None) -> d
         "dropped_by_reason": drops.counts(),
     }
     if trainer.is_world_process_zero():
-        write_run_files(args.output_dir, flat_dict(cfg), summary)
-        publish_run(args.output_dir, cfg, args, summary, "sft", "sft")
+        publish_run(folder, flat_dict(cfg), cfg, args, summary, "sft", "sft")
     return summary
