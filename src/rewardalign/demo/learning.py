@@ -80,6 +80,7 @@ class GoldRewardStopping(TrainerCallback):
     def _evaluate(self, state, model, tokenizer) -> None:
         value = self.gold(model, tokenizer)
         self.history.append({"step": state.global_step, "gold": value})
+        print(f"step {state.global_step}: held-out gold reward {value:.4f}", flush=True)  # the stage's log file
         if value > self.best + self.min_delta:
             self.best, self.best_step, self._since_best = value, state.global_step, 0
             self._best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
