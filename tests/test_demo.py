@@ -281,3 +281,12 @@ def test_claims_take_tasks_and_seed_lists(claims):
     assert claims.task_folder("arithmetic") == "arithmetic"
     cfg = claims.seed_config(2, Path("w"), True, REVERSE)
     assert cfg.task == REVERSE and cfg.output == str(Path("w") / "examples_tasks_reverse.py_ReverseTask" / "seed2")
+
+
+def test_claims_stages_table(claims):
+    stats = {"data": {"demonstration_gold_mean": 0.6, "random_gold_mean": 0.1},
+             "sft": {"heldout_gold": 0.48, "steps": 900, "best_step": 600},
+             "reward_model": {"heldout_accuracy": 0.7, "steps": 120}, "annotation": {"heldout_rm_gold_agreement": 0.8}}
+    lines = claims.stages_table({("sort", 1): stats, ("arithmetic", 0): stats}).splitlines()
+    assert lines[2] == "| arithmetic | 0 | 0.480 | 0.600 | 0.100 | 0.80 | 900 (600) | 0.700 | 0.800 | 120 |"
+    assert lines[3].startswith("| sort | 1 |") and len(lines) == 4
