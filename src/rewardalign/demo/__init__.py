@@ -5,8 +5,8 @@
 Modules: :mod:`.config` (methods and ``DemoConfig``), :mod:`.stages` (stages 1-6), :mod:`.learning` (early
 stopping of SFT and the quality gates), :mod:`.methods` (7-8), :mod:`.report` (9), :mod:`.pipeline` (``run_demo``).
 The task is a built-in name or a spec of your own (``path/to/file.py:Class``, ``package.module:Class``;
-docs/tasks.md); its source code is part of every cache key. Stages (each a public function, cached in the output folder under a key of its settings, so a rerun or the
-claims benchmark reuses what is already built):
+docs/tasks.md); its source code is part of every cache key. Stages (each a public function, cached in the output
+folder under a key of its settings, so a rerun or the claims benchmark reuses what is already built):
 
 1. **data**: SFT demonstrations of the task (imperfect: the style facet only at chance), preference prompts,
    evaluation prompts (:func:`make_data`);
