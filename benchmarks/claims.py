@@ -4,6 +4,7 @@ its source, its mean and spread over seeds, and whether it holds.
     python benchmarks/claims.py [--seeds 3] [--quick] [--work runs/claims] [--tasks arithmetic,sort] [--workers 2]
     python benchmarks/claims.py --tasks arithmetic,examples/tasks/reverse.py:ReverseTask --seeds 0,1,2
     python benchmarks/claims.py --tune [--tune-seeds 3]       # the learning-rate grid behind the demo's METHODS
+    python benchmarks/claims.py --stages --tasks arithmetic,sort  # only the worlds: did SFT and the RM learn?
 
 Pipeline. For each task and seed the demo's pipeline (``rewardalign.demo.stages.build_world``: SFT, K = 4
 samples, BT "human" preferences from the gold reward, a BT reward model, annotation) is built once and cached in
@@ -180,6 +181,28 @@ def _prepare_seed(seed: int, work: str, quick: bool, task: str, force: bool = Fa
         noise = noisy_pairs(cfg, world, lambda _m: None)
         base = sft_baseline(cfg, world, Path(world.root) / "claims" / "sft")
     return cfg, world, base["rewards"], {"sft": _row_eval(base), "noise": noise}
+
+
+def _build_world(seed: int, work: str, quick: bool, task: str) -> dict[str, Any]:
+    """Only the (task, seed) world's stages (``--stages``), gates reported rather than enforced: its statistics."""
+    cfg = seed_config(seed, Path(work), quick, task, force=True)
+    with torch_threads(cfg.threads):
+        return build_world(cfg, log=lambda _m: None).stats
+
+
+def stages_table(stats: dict[tuple[str, int], dict[str, Any]]) -> str:
+    """Did the stages learn, per (task, seed): SFT's held-out gold reward beside the demonstrations' and random
+    responses', and the reward model's held-out accuracies (against the noisy labels, and against the gold order
+    of held-out groups' pairs: the quality gate's measure)."""
+    lines = ["| task | seed | SFT gold | demonstrations | random | SFT / demonstrations | SFT steps (best) | "
+             "RM accuracy, labels | RM accuracy, gold | RM steps |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for (task, seed), s in sorted(stats.items()):
+        d, sft, rm, ann = s["data"], s["sft"], s["reward_model"], s["annotation"]
+        lines.append(f"| {task} | {seed} | {sft['heldout_gold']:.3f} | {d['demonstration_gold_mean']:.3f} | "
+                     f"{d['random_gold_mean']:.3f} | {sft['heldout_gold'] / d['demonstration_gold_mean']:.2f} | "
+                     f"{sft['steps']} ({sft['best_step']}) | {rm['heldout_accuracy']:.3f} | "
+                     f"{ann['heldout_rm_gold_agreement']:.3f} | {rm['steps']} |")
+    return "\n".join(lines)
 
 
 def _row_eval(result: dict[str, Any]) -> dict[str, Any]:
@@ -517,6 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=None, help="where to write claims.md / claims.json (default: --work)")
     parser.add_argument("--force", action="store_true", help="keep worlds whose SFT or reward model did not learn")
     parser.add_argument("--tune", action="store_true", help="run the learning-rate grid instead of the claims")
+    parser.add_argument("--stages", action="store_true",
+                        help="only build the worlds (data, SFT, reward model) and tabulate whether they learned")
     parser.add_argument("--tune-seeds", default="3",
                         help="tuning seeds: a count (1000, 1001, ...) or a list 1000,1001 (default 3)")
     args = parser.parse_args(argv)
@@ -526,6 +551,17 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     out = Path(args.output) if args.output else work
     out.mkdir(parents=True, exist_ok=True)
+    if args.stages:
+        seeds = seed_list(args.seeds, 0)
+        start = time.perf_counter()
+        with _pool(args.workers) as pool:
+            pending = {(t, s): pool.submit(_build_world, s, str(work), args.quick, t) for t in tasks for s in seeds}
+            stats = {key: f.result() for key, f in pending.items()}
+        text = (f"`{command.strip()}` ({time.perf_counter() - start:.0f} s, {args.workers} worker(s) × 1 torch "
+                f"thread)\n\n{stages_table(stats)}\n")
+        (out / "stages.md").write_text(text)
+        print(text)
+        return 0
     if args.tune:
         seeds = seed_list(args.tune_seeds, 1000)
         result = tune(tasks, seeds, work, args.quick, args.workers, list(METHODS), args.force)

@@ -1,15 +1,19 @@
 """The demo: the whole pipeline of the papers on a gym task, offline, in one command.
 
-    rewardalign demo [--quick] [--output runs/demo] [--task arithmetic] [--seed 0] [--field value ...]
+    rewardalign demo [--quick] [--output runs/demo] [--task arithmetic] [--seed 0] [--force] [--field value ...]
 
-Modules: :mod:`.config` (methods and ``DemoConfig``), :mod:`.stages` (stages 1-6), :mod:`.methods` (7-8),
-:mod:`.report` (9), :mod:`.pipeline` (``run_demo``). Stages (each a public function, cached in the output folder under a key of its settings, so a rerun or the
-claims benchmark reuses what is already built):
+Modules: :mod:`.config` (methods and ``DemoConfig``), :mod:`.stages` (stages 1-6), :mod:`.learning` (early
+stopping of SFT and the quality gates), :mod:`.methods` (7-8), :mod:`.report` (9), :mod:`.pipeline` (``run_demo``).
+The task is a built-in name or a spec of your own (``path/to/file.py:Class``, ``package.module:Class``;
+docs/tasks.md); its source code is part of every cache key. Stages (each a public function, cached in the output
+folder under a key of its settings, so a rerun or the claims benchmark reuses what is already built):
 
 1. **data**: SFT demonstrations of the task (imperfect: the style facet only at chance), preference prompts,
    evaluation prompts (:func:`make_data`);
-2. **SFT**: a tiny Llama and a BPE tokenizer built from a config, fine-tuned on the demonstrations
-   (:func:`train_sft`);
+2. **SFT**: a tiny Llama and a BPE tokenizer built from a config, fine-tuned on the demonstrations until the gold
+   reward of its samples on held-out prompts stops improving, at most ``sft_steps`` steps (:func:`train_sft`);
+   then the first quality gate: SFT must clearly beat random responses (:mod:`.learning`), else the demo stops
+   (exit 1) unless ``--force``;
 3. **samples**: K = 4 responses per preference prompt sampled from the SFT policy (temperature 1), scored by
    the gold reward (:func:`sample_groups`). Duplicate samples are removed from their group, so some groups
    have K < 4; groups left with K < 2 carry no preference and are filtered for EVERY method (so all methods
@@ -17,12 +21,13 @@ claims benchmark reuses what is already built):
 4. **human preferences**: every pair of each group's responses labelled by a Bradley-Terry draw on the gold
    reward (``annotator.temperature``, ``annotator.flip_prob``): the "human" preference data
    (:func:`preference_pairs`);
-5. **reward model**: a Bradley-Terry reward model (a scalar head on the SFT model) trained on those pairs
-   (:func:`train_reward_model_stage`);
+5. **reward model**: a Bradley-Terry reward model (a scalar head on the SFT model) trained on those pairs until
+   its held-out pair accuracy stops improving, at most ``rm_epochs`` epochs (:func:`train_reward_model_stage`);
 6. **annotation**: every response of the training and held-out groups scored by the reward model
    (:func:`annotate_groups`): ``rewards`` = the RM logit r, ``scores`` = sigmoid(r) (``score_transform``:
    ``sigmoid``, or ``minmax`` over the observed range), ``labels`` = 1 where r is above its group's mean
-   (a thumbs up for the better-than-average responses, the KTO/UNA binarisation of a scored group);
+   (a thumbs up for the better-than-average responses, the KTO/UNA binarisation of a scored group); then the
+   second quality gate: the RM must order at least 60% of the held-out groups' response pairs as the gold reward;
 7. **alignment**: each method on the SAME annotated groups (:func:`align_method`), each reading the feedback
    its paper uses (:data:`METHODS`): DRO, RPO, DRDO and SPO(-abs) the RM rewards of all K responses;
    UNA-score the scores; UNA-binary and KTO the binary labels; DPO, IPO and SimPO the pair (best, random

@@ -71,11 +71,11 @@ class DemoConfig:
     quick: bool = opt(False, "a CI-sized run: smaller SFT, fewer prompts, steps and evaluation samples")
     # SFT
     model_init: dict[str, Any] = opt(help="the tiny Llama's size (LlamaConfig fields)", factory=lambda: {
-        "hidden_size": 64, "num_layers": 2, "num_heads": 4, "vocab_size": 256})
+        "hidden_size": 128, "num_layers": 2, "num_heads": 4, "vocab_size": 256})
     sft_examples: int = opt(4000, "demonstrations generated for SFT")
     sft_steps: int = opt(2000, "cap on SFT optimizer steps (it stops earlier when the held-out gold stalls)")
     sft_batch_size: int = opt(32, "SFT batch size")
-    sft_learning_rate: float = opt(3e-3, "SFT peak learning rate (cosine schedule)")
+    sft_learning_rate: float = opt(1e-3, "SFT peak learning rate (cosine schedule)")
     sft_eval_every: int = opt(100, "SFT: gold reward of samples on held-out prompts every N steps")
     sft_eval_prompts: int = opt(128, "SFT: held-out prompts of that evaluation (one sample each)")
     sft_patience: int = opt(3, "SFT: stop after N evaluations without improvement (the best weights are kept)")
