@@ -273,7 +273,7 @@ def fail_if_model_loads(*args, **kwargs):
     ({"reward": None}, "no reward given"),
     ({"reward": "gym:nosuchtask"}, "unknown gym task"),
     ({"prompts": None}, "no prompts given"),
-    ({"model": "/nonexistent/model"}, "not a model directory"),
+    ({"model": "/nonexistent/model"}, "/nonexistent/model. does not exist"),
     ({"sampler": "tgi"}, "sampler must be one of"),
     ({"transform": "standardize"}, "needs scores in"),
     ({"transform": {"kind": "minmax", "range": [1, 0]}}, "lo < hi"),

@@ -127,7 +127,7 @@ def test_teacher_ratio(models):
               for n in ("other", "base")]
     assert ratio == pytest.approx((lp[0] - lp[1]).double().numpy(), abs=1e-4)
     assert same.fingerprint() != TeacherRatioSource(root / "other", root / "base").fingerprint()
-    with pytest.raises(ConfigError, match="not a model directory"):
+    with pytest.raises(ConfigError, match="teacher_ratio teacher '.*nowhere' does not exist"):
         build_source({"type": "teacher_ratio", "teacher": str(root / "nowhere"), "base": str(root / "base")})
 
 
@@ -158,7 +158,7 @@ def test_factory_errors(models):
         build_source({"type": "oracle_of_delphi"})
     with pytest.raises(ConfigError, match="with a `type`"):
         build_source({"path": "x"})
-    with pytest.raises(ConfigError, match="is not a directory"):
+    with pytest.raises(ConfigError, match="reward_model path '.*missing' does not exist"):
         build_source({"type": "reward_model", "path": str(root / "missing")})
     with pytest.raises(ConfigError, match="not a reward model directory"):
         build_source({"type": "reward_model", "path": str(root / "base")})

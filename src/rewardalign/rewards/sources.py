@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ConfigError, from_dict
+from ..config import ConfigError, check_model_path, from_dict
 from ..data.schema import DataError, Group, Text, text_key
 from ..fingerprint import file_digest
 from ..gym import Task, get_task
@@ -357,16 +357,12 @@ def _build(config: dict[str, Any]) -> RewardSource:
                           f"{', '.join(sorted(set(TYPES.values())))}")
     if kind in ("reward_model", "ensemble"):
         cfg = from_dict(_ModelConfig, options, f"{kind} source")
-        if not cfg.path or not Path(cfg.path).is_dir():
-            raise ConfigError(f"{kind} source: path '{cfg.path}' is not a directory; train one with "
-                              f"`rewardalign train-rm`")
+        check_model_path(cfg.path, f"{kind} path", hub=False, marker=())  # its files: read_reward_config
         if kind == "ensemble" or is_ensemble_dir(cfg.path):
             return EnsembleSource(cfg.path, _model_options(cfg))
         return RewardModelSource(cfg.path, _model_options(cfg))
     if kind == "teacher_ratio":
         cfg = from_dict(_TeacherConfig, options, "teacher_ratio source")
-        if not cfg.teacher or not cfg.base:
-            raise ConfigError("teacher_ratio source needs `teacher` and `base` model paths")
         return TeacherRatioSource(cfg.teacher, cfg.base, _model_options(cfg), cfg.trust_remote_code)
     if kind == "rule":
         cfg = from_dict(_RuleConfig, options, "rule source")
