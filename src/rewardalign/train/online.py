@@ -43,7 +43,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from transformers import set_seed
 
-from ..config import ConfigError, as_config, check_model_path, flat_dict
+from ..config import ConfigError, as_config, check_data_path, check_model_path, flat_dict
 from ..data.collate import collate_groups
 from ..data.prompts import load_prompts
 from ..data.schema import Text
@@ -264,7 +264,10 @@ def check_config(cfg: OnlineConfig) -> tuple[str, dict[str, Any]]:
         raise ConfigError(f"algorithm rloo trains objective rloo, not {objective!r} (use algorithm: una for it)")
     if cfg.algorithm == "una" and objective == "rloo":
         raise ConfigError("objective rloo is the RLOO baseline: set algorithm: rloo")
-    hparams = check_objective(objective, cfg.objective_args)
+    try:
+        hparams = check_objective(objective, cfg.objective_args)
+    except ConfigError as err:
+        raise ConfigError(f"algorithm {cfg.algorithm} trains objective {objective}; objective_args: {err}") from err
     needs = get_objective(objective).requirements(hparams)
     if cfg.n_samples < max(1, needs.min_k):
         raise ConfigError(f"objective '{objective}' needs n_samples >= {needs.min_k}, got {cfg.n_samples}")
@@ -279,6 +282,8 @@ def check_config(cfg: OnlineConfig) -> tuple[str, dict[str, Any]]:
     check_model_path(cfg.model)
     if not cfg.prompts:
         raise ConfigError("no prompts given: set `prompts: PATH` (or gym:<task>) in the config or pass --prompts")
+    if not str(cfg.prompts).startswith("gym:"):
+        check_data_path(cfg.prompts, "prompts")
     if cfg.reward is None:
         raise ConfigError("no reward given: set `reward:` to gym:<task>, rule:<module>:<function>, rm:<path> "
                           "or a reward source mapping")
@@ -293,7 +298,7 @@ def online_prompts(cfg: OnlineConfig) -> list[Any]:
             return make_prompts(get_task(task), cfg.max_prompts or 1000, seed=cfg.prompts_seed)
         except ValueError as err:
             raise ConfigError(f"prompts {cfg.prompts}: {err}") from err
-    prompts = load_prompts(cfg.prompts, cfg.prompts_format, cfg.split, cfg.max_prompts)
+    prompts = load_prompts(cfg.prompts, cfg.prompts_format, cfg.split, cfg.max_prompts, **cfg.format_options)
     if not prompts:
         raise ConfigError(f"no prompts in {cfg.prompts}")
     return prompts
