@@ -148,7 +148,7 @@ def test_run_inspect_raise_mode_and_unreadable_sources(capsys, tmp_path):
     code, _, err = inspect_cli(capsys, DATA / "binary.csv", "--format", "pairs")
     assert code == 2 and "formats that fit: binary" in err
     code, _, err = inspect_cli(capsys, tmp_path / "missing.jsonl")
-    assert code == 2 and "no such file" in err
+    assert code == 2 and "missing.jsonl' does not exist" in err
     code, _, err = inspect_cli(capsys, DATA / "pairs.jsonl", "--tokenizer", tmp_path / "no_tokenizer")
     assert code == 2 and "tokenizer '" in err and "does not exist" in err
 

@@ -17,6 +17,7 @@ from ..config import (
     FORMAT_OPTIONS_HELP,
     ConfigError,
     apply_overrides,
+    check_data_path,
     check_model_path,
     field_help,
     from_dict,
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         raise ConfigError(f"on_error must be 'raise' or 'drop', got {cfg.on_error!r}")
     if not isinstance(cfg.format_options, dict):
         raise ConfigError("format_options must be a mapping of load options, e.g. {score_range: [1, 10]}")
+    check_data_path(args.path)
     if cfg.tokenizer is not None:
         check_model_path(cfg.tokenizer, "tokenizer", hub=False, marker=("tokenizer.json", "tokenizer_config.json"))
     from ..data.formats import detect_format

@@ -52,7 +52,7 @@ from ..gym import get_task, make_prompts
 from ..modeling.generation import HFSampler, SamplingConfig, stop_token_ids
 from ..modeling.loading import apply_lora, load_causal_lm, load_tokenizer
 from ..modeling.reference import LiveReference, PeftReference
-from ..objectives import compute_objective, get_objective
+from ..objectives import OBJECTIVES, compute_objective, get_objective
 from ..objectives.metrics import masked_mean
 from ..rewards.base import RewardSource, mean_reward, score_finite
 from ..rewards.sources import build_source
@@ -267,6 +267,8 @@ def check_config(cfg: OnlineConfig) -> tuple[str, dict[str, Any]]:
     try:
         hparams = check_objective(objective, cfg.objective_args)
     except ConfigError as err:
+        if objective not in OBJECTIVES:
+            raise
         raise ConfigError(f"algorithm {cfg.algorithm} trains objective {objective}; objective_args: {err}") from err
     needs = get_objective(objective).requirements(hparams)
     if cfg.n_samples < max(1, needs.min_k):
