@@ -33,6 +33,8 @@ class Workload:
     prompt_times_response: float | None = None  # prompt length = this x the group's mean response length
     systems: list[str] = field(default_factory=list)
     baseline: str = "trl"
+    attention_bias: bool = False  # biases on the attention projections (Qwen2 has them on q, k, v)
+    optional: bool = False  # run only when named in --only
 
     @property
     def n_groups(self) -> int:
@@ -45,7 +47,8 @@ def cpu_workloads(quick: bool) -> list[Workload]:
     layouts = ["plain", "packed", "packed_shared_prompt"]
     return [
         Workload("dpo", "pairs (K = 2), tiny Llama (2 layers, hidden 128), 4k vocabulary, prompts 16-192 / "
-                 "responses 8-64 tokens", steps=steps, systems=["trl"] + [f"rewardalign:{x}" for x in layouts]),
+                 "responses 8-64 tokens", steps=steps,
+                 systems=["trl", "trl:gpu-path"] + [f"rewardalign:{x}" for x in layouts]),
         Workload("dpo-150k", "pairs (K = 2), tiny Llama (2 layers, hidden 64), 150k vocabulary, prompts 16-96 / "
                  "responses 8-48 tokens", vocab=150_000, hidden=64, batch_size=4, steps=max(2, steps // 2),
                  prompt_words=(16, 96), response_words=(8, 48),
@@ -60,6 +63,15 @@ def cpu_workloads(quick: bool) -> list[Workload]:
                  response_words=(16, 48), prompt_times_response=4.0,
                  systems=[f"rewardalign:{x}" for x in ("plain", "shared_prompt", "packed_shared_prompt")],
                  baseline="rewardalign:plain"),
+        Workload("dpo-real-shape", "pairs (K = 2) at a real model's proportions: Qwen2-style (a Llama with "
+                 "attention biases, 4 layers, hidden 512, GQA 8/2 heads, intermediate 2816, the 151936 vocabulary of "
+                 "Qwen2.5, tied embeddings), prompts 150-250 / responses 150-250 tokens; TRL as it runs on CPU and, "
+                 "as a PROXY of its GPU run, with its fused head forced onto its GPU path (completion positions "
+                 "only)", attention_bias=True,
+                 vocab=151_936, hidden=512, layers=4, heads=8, kv_heads=2, intermediate=2816, batch_size=4,
+                 steps=max(2, steps // 2), prompt_words=(150, 250), response_words=(150, 250), optional=True,
+                 systems=["trl", "trl:gpu-path"] + [f"rewardalign:{x}" for x in
+                                                    ("plain", "shared_prompt", "packed_shared_prompt")]),
     ]
 
 
@@ -97,11 +109,14 @@ def build_model(w: Workload, tokenizer, seed: int = 0):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    # Always a Llama: transformers 5 pairs a saved ``qwen2`` model folder with Qwen2's own tokenizer class, which
+    # cannot read this word-level tokenizer (it tokenises "w1 w2" to nothing), so Qwen2 shapes are Llamas with
+    # attention biases.
     config = LlamaConfig(
         vocab_size=w.vocab, hidden_size=w.hidden, intermediate_size=w.intermediate or 4 * w.hidden,
         num_hidden_layers=w.layers, num_attention_heads=w.heads, num_key_value_heads=w.kv_heads or w.heads,
         max_position_embeddings=4096, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True, attention_bias=w.attention_bias,
     )
     torch.manual_seed(seed)
     return LlamaForCausalLM(config)

@@ -1,13 +1,17 @@
 """The papers' qualitative claims, measured on the gym over several seeds: a table of measured values, each with
 its source, its mean and spread over seeds, and whether it holds.
 
-    python benchmarks/claims.py [--seeds 3] [--quick] [--work runs/claims] [--task arithmetic] [--workers 2]
+    python benchmarks/claims.py [--seeds 3] [--quick] [--work runs/claims] [--tasks arithmetic,sort] [--workers 2]
+    python benchmarks/claims.py --tasks arithmetic,examples/tasks/reverse.py:ReverseTask --seeds 0,1,2
     python benchmarks/claims.py --tune [--tune-seeds 3]       # the learning-rate grid behind the demo's METHODS
 
-Pipeline. For each seed the demo's pipeline (``rewardalign.demo.stages.build_world``: SFT, K = 4 samples, BT
-"human" preferences from the gold reward, a BT reward model, annotation) is built once and cached in
-``<work>/seed<N>``; then many cheap align + evaluate runs reuse it (each cached by every setting that matters,
-so an interrupted benchmark resumes). Every method trains the demo's budget (``align_steps`` steps of
+Pipeline. For each task and seed the demo's pipeline (``rewardalign.demo.stages.build_world``: SFT, K = 4
+samples, BT "human" preferences from the gold reward, a BT reward model, annotation) is built once and cached in
+``<work>/<task>/seed<N>``; then many cheap align + evaluate runs reuse it (each cached by every setting that
+matters, so an interrupted benchmark resumes). Tasks are built-in names or specs (``package.module:Class``,
+``path/to/file.py:Class``); the spec string, not the class, goes to the spawn workers, which load it again. A
+world whose SFT or reward model did not learn (the demo's quality gates) is left out and named in the output,
+unless ``--force``. Every method trains the demo's budget (``align_steps`` steps of
 ``align_batch_size`` groups) with its learning rate of ``METHODS`` (one grid for all, tuned on a seed that is
 not measured here, ``--tune``); the learning rate is not re-tuned per beta.
 
@@ -42,6 +46,7 @@ import dataclasses
 import json
 import math
 import multiprocessing
+import re
 import shlex
 import statistics
 import sys
@@ -52,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardalign.demo.config import METHODS, QUICK, DemoConfig, MethodSpec, demo_config
+from rewardalign.demo.learning import StageDidNotLearn
 from rewardalign.demo.methods import run_method, sft_baseline
 from rewardalign.demo.stages import (
     Stages,
@@ -74,7 +80,7 @@ LR_GRID = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
 
 @dataclass
 class Job:
-    """One align + evaluate run: ``name`` is unique within a seed."""
+    """One align + evaluate run: ``name`` is unique within a (task, seed) world."""
 
     seed: int
     name: str
@@ -125,9 +131,15 @@ def seed_jobs(seed: int, quick: bool) -> list[Job]:
 # ---- the per-seed world (in a worker) ---------------------------------------------------------------------------
 
 
-def seed_config(seed: int, work: Path, quick: bool, task: str) -> DemoConfig:
-    return demo_config({"seed": seed, "output": str(work / f"seed{seed}"), "quick": quick, "task": task,
-                        "verbose": False, "plots": False})
+def task_folder(task: str) -> str:
+    """A folder name for a task name or spec (``examples/tasks/reverse.py:ReverseTask`` ->
+    ``examples_tasks_reverse.py_ReverseTask``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", task).strip("_.")
+
+
+def seed_config(seed: int, work: Path, quick: bool, task: str, force: bool = False) -> DemoConfig:
+    return demo_config({"seed": seed, "output": str(work / task_folder(task) / f"seed{seed}"), "quick": quick,
+                        "task": task, "verbose": False, "plots": False, "force": force})
 
 
 def noisy_pairs(cfg: DemoConfig, world: World, log: Callable[[str], None]) -> dict[str, Any]:
@@ -158,9 +170,11 @@ def noisy_pairs(cfg: DemoConfig, world: World, log: Callable[[str], None]) -> di
     return out
 
 
-def _prepare_seed(seed: int, work: str, quick: bool, task: str) -> tuple[DemoConfig, World, list[list[float]],
-                                                                          dict[str, Any]]:
-    cfg = seed_config(seed, Path(work), quick, task)
+def _prepare_seed(seed: int, work: str, quick: bool, task: str, force: bool = False
+                  ) -> tuple[DemoConfig, World, list[list[float]], dict[str, Any]]:
+    """The (task, seed) world, its noisy pairs and the SFT baseline, in a worker; raises StageDidNotLearn where a
+    quality gate fails (unless ``force``)."""
+    cfg = seed_config(seed, Path(work), quick, task, force)
     with torch_threads(cfg.threads):
         world = build_world(cfg, log=lambda _m: None)
         noise = noisy_pairs(cfg, world, lambda _m: None)
@@ -394,46 +408,59 @@ class _Inline(futures.Executor):
         return f
 
 
-def run_claims(seeds: Sequence[int], work: Path, quick: bool, task: str, workers: int,
-               log: Callable[[str], None] = print) -> dict[str, Any]:
+def prepare_worlds(pool: futures.Executor, tasks: Sequence[str], seeds: Sequence[int], work: Path, quick: bool,
+                   force: bool, log: Callable[[str], None], start: float) -> tuple[dict, dict[tuple[str, int], str]]:
+    """Every (task, seed) world, built in the pool: ({(task, seed): prepared}, {(task, seed): why it was left
+    out}); a world whose SFT or reward model did not learn is left out unless ``force``."""
+    prepared = {(t, s): pool.submit(_prepare_seed, s, str(work), quick, t, force) for t in tasks for s in seeds}
+    worlds, stopped = {}, {}
+    for (t, s), f in prepared.items():
+        try:
+            worlds[(t, s)] = f.result()
+            log(f"[{t} seed {s}] world ready ({time.perf_counter() - start:.0f} s)")
+        except StageDidNotLearn as err:
+            stopped[(t, s)] = str(err)
+            log(f"[{t} seed {s}] left out: {err}")
+    return worlds, stopped
+
+
+def run_claims(tasks: Sequence[str], seeds: Sequence[int], work: Path, quick: bool, workers: int,
+               force: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every claim's runs on every (task, seed) world; ``by_task[task][seed][run name]`` is the run's row."""
     start = time.perf_counter()
     with _pool(workers) as pool:
-        prepared = {s: pool.submit(_prepare_seed, s, str(work), quick, task) for s in seeds}
-        worlds = {}
-        for s, f in prepared.items():
-            worlds[s] = f.result()
-            log(f"[seed {s}] world ready ({time.perf_counter() - start:.0f} s)")
+        worlds, stopped = prepare_worlds(pool, tasks, seeds, work, quick, force, log, start)
         pending = {}
-        for s in seeds:
-            cfg, world, baseline, _ = worlds[s]
+        for (t, s), (cfg, world, baseline, _) in worlds.items():
             for job in seed_jobs(s, quick):
-                pending[pool.submit(_run_job, cfg, world, baseline, job)] = job
-        by_seed: dict[int, dict[str, dict[str, Any]]] = {s: {} for s in seeds}
+                pending[pool.submit(_run_job, cfg, world, baseline, job)] = (t, job)
+        by_task: dict[str, dict[int, dict[str, dict[str, Any]]]] = {
+            t: {s: {} for s in seeds if (t, s) in worlds} for t in tasks}
         for f in futures.as_completed(pending):
-            job = pending[f]
+            t, job = pending[f]
             row = f.result()
-            by_seed[job.seed][job.name] = row
+            by_task[t][job.seed][job.name] = row
             ev = row["eval"]
-            log(f"[seed {job.seed}] {job.name}: gold {ev['reward_mean']:.3f}, KL {ev['kl']:.2f}, "
+            log(f"[{t} seed {job.seed}] {job.name}: gold {ev['reward_mean']:.3f}, KL {ev['kl']:.2f}, "
                 f"Δlogp chosen {ev['chosen_logp_shift']:+.2f} ({row['seconds']:.0f} s)")
-    sft = {s: worlds[s][3]["sft"] for s in seeds}
-    return {"by_seed": by_seed, "sft": sft, "worlds": {s: worlds[s][1].stats | {"noise": worlds[s][3]["noise"]}
-                                                      for s in seeds},
+    return {"by_task": by_task, "sft": {t: {s: w[3]["sft"] for (tt, s), w in worlds.items() if tt == t}
+                                        for t in tasks},
+            "worlds": {f"{t} seed {s}": w[1].stats | {"noise": w[3]["noise"]} for (t, s), w in worlds.items()},
+            "stopped": {f"{t} seed {s}": why for (t, s), why in stopped.items()},
             "seconds": round(time.perf_counter() - start, 1)}
 
 
-def tune(seeds: Sequence[int], work: Path, quick: bool, task: str, workers: int, methods: Sequence[str],
-         log: Callable[[str], None] = print) -> dict[str, Any]:
-    """The learning-rate grid: every method x LR_GRID on the tuning seeds; the best by held-out gold reward
-    averaged over the seeds (the measured claims use other seeds)."""
+def tune(tasks: Sequence[str], seeds: Sequence[int], work: Path, quick: bool, workers: int, methods: Sequence[str],
+         force: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The learning-rate grid: every method x LR_GRID on the tuning seeds of every task; the best by held-out gold
+    reward averaged over the (task, seed) worlds (the measured claims use other seeds)."""
     start = time.perf_counter()
+    tag = f"flip{round(100 * NOISE)}"
+    rows = [*methods, *(f"{m}_{tag}" for m in NOISE_LR)]
     with _pool(workers) as pool:
-        prepared = {s: pool.submit(_prepare_seed, s, str(work), quick, task) for s in seeds}
+        worlds, stopped = prepare_worlds(pool, tasks, seeds, work, quick, force, log, start)
         pending = {}
-        tag = f"flip{round(100 * NOISE)}"
-        rows = [*methods, *(f"{m}_{tag}" for m in NOISE_LR)]
-        for s, f in prepared.items():
-            cfg, world, baseline, _ = f.result()
+        for (t, s), (cfg, world, baseline, _) in worlds.items():
             for row in rows:
                 for lr in LR_GRID:
                     if row in METHODS:
@@ -441,61 +468,77 @@ def tune(seeds: Sequence[int], work: Path, quick: bool, task: str, workers: int,
                     else:
                         job = Job(s, f"tune_{row}@lr{lr:g}", noise_spec(row.split("_")[0], lr),
                                   f"pairs_{tag}_rm.jsonl")
-                    pending[pool.submit(_run_job, cfg, world, baseline, job)] = (s, row, lr)
-        methods = rows
-        results: dict[str, dict[float, list[dict[str, Any]]]] = {m: {lr: [] for lr in LR_GRID} for m in methods}
+                    pending[pool.submit(_run_job, cfg, world, baseline, job)] = (t, s, row, lr)
+        results: dict[str, dict[float, list[dict[str, Any]]]] = {m: {lr: [] for lr in LR_GRID} for m in rows}
         for f in futures.as_completed(pending):
-            s, m, lr = pending[f]
+            t, s, m, lr = pending[f]
             ev = f.result()["eval"]
             results[m][lr].append(ev)
-            log(f"[seed {s}] {m} lr {lr:g}: gold {ev['reward_mean']:.3f}, KL {ev['kl']:.2f}")
+            log(f"[{t} seed {s}] {m} lr {lr:g}: gold {ev['reward_mean']:.3f}, KL {ev['kl']:.2f}")
+    if not worlds:
+        raise SystemExit("no world passed the quality gates: " + json.dumps({str(k): v for k, v in stopped.items()}))
 
     def mean(m: str, lr: float, key: str) -> float:
         return statistics.mean(e[key] for e in results[m][lr])
 
-    best = {m: max(LR_GRID, key=lambda lr, m=m: mean(m, lr, "reward_mean")) for m in methods}
+    best = {m: max(LR_GRID, key=lambda lr, m=m: mean(m, lr, "reward_mean")) for m in rows}
     lines = ["| method | " + " | ".join(f"lr {lr:g}: gold (KL)" for lr in LR_GRID) + " | best |",
              "|---|" + "---|" * (len(LR_GRID) + 1)]
-    for m in methods:
+    for m in rows:
         cells = [f"{mean(m, lr, 'reward_mean'):.3f} ({mean(m, lr, 'kl'):.1f})" for lr in LR_GRID]
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {best[m]:g} |")
     return {"best": best, "table": "\n".join(lines), "results": results,
+            "stopped": {f"{t} seed {s}": why for (t, s), why in stopped.items()},
             "seconds": round(time.perf_counter() - start, 1)}
+
+
+def seed_list(text: str, first: int) -> list[int]:
+    """``"3"`` -> ``[first, first + 1, first + 2]``; ``"0,1,2"`` -> ``[0, 1, 2]``."""
+    parts = [p for p in text.split(",") if p.strip()]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are a count or a comma-separated list, got {text!r}") from None
+    if len(values) == 1 and "," not in text:
+        return list(range(first, first + values[0]))
+    return values
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ...; default 3)")
+    parser.add_argument("--seeds", default="3", help="measured seeds: a count (0, 1, ...) or a list 0,1,2 (default 3)")
     parser.add_argument("--quick", action="store_true", help="the demo's --quick sizes and a 2-point beta sweep (default x 1, 3)")
     parser.add_argument("--work", default="runs/claims", help="work folder (cached worlds and runs)")
-    parser.add_argument("--task", default="arithmetic", help="gym task (default arithmetic)")
+    parser.add_argument("--tasks", "--task", default="arithmetic",
+                        help="gym tasks, comma-separated: names or specs such as path/to/file.py:Class (default "
+                             "arithmetic)")
     parser.add_argument("--workers", type=int, default=2, help="processes, one torch thread each (default 2)")
     parser.add_argument("--output", default=None, help="where to write claims.md / claims.json (default: --work)")
+    parser.add_argument("--force", action="store_true", help="keep worlds whose SFT or reward model did not learn")
     parser.add_argument("--tune", action="store_true", help="run the learning-rate grid instead of the claims")
-    parser.add_argument("--tune-seeds", type=int, default=3, help="tuning seeds 1000, 1001, ... (default 3)")
+    parser.add_argument("--tune-seeds", default="3",
+                        help="tuning seeds: a count (1000, 1001, ...) or a list 1000,1001 (default 3)")
     args = parser.parse_args(argv)
     command = "python benchmarks/claims.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None
                                                                                    else sys.argv[1:]))
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     work = Path(args.work)
     out = Path(args.output) if args.output else work
     out.mkdir(parents=True, exist_ok=True)
     if args.tune:
-        result = tune(range(1000, 1000 + args.tune_seeds), work, args.quick, args.task, args.workers, list(METHODS))
+        seeds = seed_list(args.tune_seeds, 1000)
+        result = tune(tasks, seeds, work, args.quick, args.workers, list(METHODS), args.force)
         text = f"`{command.strip()}`\n\n{result['table']}\n\nbest: {json.dumps(result['best'])}\n"
         (out / "tune.md").write_text(text)
         (out / "tune.json").write_text(json.dumps(result, indent=1, default=str))
         print("\n" + text + f"({result['seconds']:.0f} s)")
         return 0
-    seeds = list(range(args.seeds))
-    result = run_claims(seeds, work, args.quick, args.task, args.workers)
-    claims = measure_claims(result["by_seed"])
-    table = claims_table(claims, seeds, command.strip())
-    runs = runs_table(result["by_seed"], result["sft"])
-    plot = frontier_plot(result["by_seed"], out / "claims_frontier.png")
-    setup = (f"Task `{args.task}`, seeds {seeds}, {'quick' if args.quick else 'default'} sizes "
-             f"({json.dumps(QUICK) if args.quick else 'the demo defaults'}); "
-             f"{args.workers} worker process(es) × 1 torch thread; wall time {result['seconds']:.0f} s (this "
+    seeds = seed_list(args.seeds, 0)
+    result = run_claims(tasks, seeds, work, args.quick, args.workers, args.force)
+    setup = (f"Tasks {', '.join(f'`{t}`' for t in tasks)}, seeds {seeds}, "
+             f"{'quick' if args.quick else 'default'} sizes ({json.dumps(QUICK) if args.quick else 'the demo defaults'}"
+             f"); {args.workers} worker process(es) × 1 torch thread; wall time {result['seconds']:.0f} s (this "
              f"invocation: worlds and runs already in {work} are reused).")
     notes = [
         "- holds?: with m ± s the mean and standard deviation over seeds, yes when [m − s, m + s] lies on the "
@@ -507,16 +550,27 @@ def main(argv: list[str] | None = None) -> int:
         "- Gold reward and KL: 4 samples per held-out prompt; Δ log p: held-out groups' best / worst response by "
         "the RM; matched KL: each run against the other method's best run within its KL (module docstring).",
     ]
-    md = ["# The papers' claims, measured on the gym", "", table, "", setup, "", *notes, "", "## Every run", "",
-          runs, ""]
-    if plot is not None:
-        md += [f"![reward-KL frontier]({plot.name})", ""]
+    stopped = [f"- left out, a stage did not learn: {world}: {why}" for world, why in result["stopped"].items()]
+    md = ["# The papers' claims, measured on the gym", "", setup, "", *notes, *stopped, ""]
+    claims_json = {}
+    for task in tasks:
+        by_seed = result["by_task"][task]
+        if not by_seed:
+            continue
+        claims = measure_claims(by_seed)
+        claims_json[task] = [dataclasses.asdict(c) | {"verdict": c.verdict()} for c in claims]
+        table = claims_table(claims, sorted(by_seed), command.strip())
+        runs = runs_table(by_seed, result["sft"][task])
+        plot = frontier_plot(by_seed, out / f"claims_frontier_{task_folder(task)}.png")
+        md += [f"## Task `{task}`", "", table, "", "### Every run", "", runs, ""]
+        if plot is not None:
+            md += [f"![reward-KL frontier]({plot.name})", ""]
+        print(f"\n## {task}\n\n" + table + "\n\n" + runs)
     (out / "claims.md").write_text("\n".join(md))
-    (out / "claims.json").write_text(json.dumps(
-        {"command": command.strip(), "claims": [dataclasses.asdict(c) | {"verdict": c.verdict()} for c in claims],
-         **result}, indent=1, default=str))
-    print("\n" + table + "\n\n" + setup + "\n\n" + runs)
-    print(f"\nwritten: {out / 'claims.md'}, claims.json" + (f", {plot.name}" if plot else ""))
+    (out / "claims.json").write_text(json.dumps({"command": command.strip(), "claims": claims_json, **result},
+                                                indent=1, default=str))
+    print("\n" + setup + "\n" + "\n".join(stopped))
+    print(f"\nwritten: {out / 'claims.md'}, claims.json")
     return 0
 
 

@@ -138,6 +138,7 @@ def test_bad_configs_fail_before_any_model_is_loaded(tiny_model_dir, tmp_path, m
         run_align(config(tiny_model_dir, tmp_path, **overrides))
 
 
+@pytest.mark.slow
 def test_accelerate_two_cpu_processes_match_one_process(tiny_model_dir, tmp_path):
     """The same global batch of 4 groups: 2 processes x 2 groups, or 1 process x 4 groups.
 

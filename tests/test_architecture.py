@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "rewardalign"
-LAYERS = ["config", "runs", "fingerprint", "data", "objectives", "modeling", "gym", "rewards", "train", "evaluate",
-          "demo", "commands", "cli"]
+LAYERS = ["config", "imports", "runs", "fingerprint", "data", "objectives", "modeling", "gym", "rewards", "train",
+          "evaluate", "demo", "commands", "cli"]
 """Lowest first: a unit may import its own modules and the units before it, never one after it."""
 
 

@@ -123,17 +123,19 @@ CASES = (
         ["field 'labels'", "objective 'kto' needs labels"])]
     + [("evaluate", "bad judge spec", ["--judge", "rule:examples/tiny/judge.py:exact"],
         ["examples/tiny/judge.py has no attribute 'exact'"]),
-       ("evaluate", "bad judge spec", ["--judge", "rule:nope.py:f"], ["rule file nope.py does not exist"]),
-       ("online", "bad reward spec", ["--reward", "rule:nope.py:f"], ["rule file nope.py does not exist"]),
+       ("evaluate", "bad judge spec", ["--judge", "rule:nope.py:f"], ["rule module file nope.py does not exist"]),
+       ("online", "bad reward spec", ["--reward", "rule:nope.py:f"], ["rule module file nope.py does not exist"]),
        ("online", "bad reward spec", ["--reward", "rule:examples/tiny/judge.py"],
         ["a rule is given as 'module:function' or 'path/file.py:function'"]),
-       ("annotate", "bad reward spec", ["--source", "rule:nope.py:f"], ["rule file nope.py does not exist"]),
+       ("annotate", "bad reward spec", ["--source", "rule:nope.py:f"], ["rule module file nope.py does not exist"]),
        ("annotate", "bad reward spec", ["--source.type", "oracle"], ["unknown reward source type 'oracle'"])]
     + [("evaluate", "unknown gym task", ["--judge", "gym:chess"], ["unknown gym task 'chess'"]),
        ("online", "unknown gym task", ["--reward", "gym:chess"], ["unknown gym task 'chess'"]),
        ("online", "unknown gym task", ["--prompts", "gym:chess"], ["unknown gym task 'chess'"]),
        ("annotate", "unknown gym task", ["--source", "gym:chess"], ["unknown gym task 'chess'"]),
        ("demo", "unknown gym task", ["--task", "chess"], ["unknown gym task 'chess'"])]
+    + [(c, "output_dir is a file", ["--output_dir", "examples/tiny/sft.yaml"],
+        ["output_dir 'examples/tiny/sft.yaml' is a file, not a folder"]) for c in TRAINING]
     + [(c, "unknown report_to", ["--report_to", "carrier_pigeon"],
         ["report_to 'carrier_pigeon' is not a transformers integration"]) for c in TRAINING]
     + ([(c, "report_to not installed", ["--report_to", NOT_INSTALLED], [f"pip install {NOT_INSTALLED}"])

@@ -12,17 +12,44 @@ import pytest
 from rewardalign.cli import main
 from rewardalign.data.schema import Group
 from rewardalign.demo.config import DEFAULT_METHODS, METHODS, demo_config
-from rewardalign.demo.stages import split_groups
+from rewardalign.demo.learning import generation_budget, quality_failures, rm_failure, sft_failure
+from rewardalign.demo.stages import build_world, split_groups
+from rewardalign.modeling.tiny import build_tiny_tokenizer
 
 # A pipeline small enough to run twice in seconds: every stage (SFT, samples, RM, annotation, align, evaluate).
+# Its SFT cannot learn in 40 steps, so it runs with --force (the quality gates would stop it).
 MICRO = ["--sft_steps", "40", "--sft_examples", "400", "--prompts", "48", "--rm_epochs", "1", "--align_steps", "4",
-         "--eval_prompts", "8", "--eval_samples", "2", "--methods", "[dro, dpo, una_binary_bce]", "--plots", "false"]
+         "--eval_prompts", "8", "--eval_samples", "2", "--methods", "[dro, dpo, una_binary_bce]", "--plots", "false",
+         "--force"]
+ROOT = Path(__file__).resolve().parents[1]
+REVERSE = "examples/tasks/reverse.py:ReverseTask"
+PLAIN_TASK = """
+from rewardalign.gym import ArithmeticTask
+
+
+class Plain(ArithmeticTask):
+    name = "plain"
+"""
+NOISE_TASK = """
+from rewardalign.gym import ArithmeticTask
+
+
+class Noise(ArithmeticTask):
+    '''Arithmetic whose demonstrations answer another prompt: there is nothing to learn.'''
+
+    def demonstration(self, prompt, rng):
+        return ArithmeticTask.demonstration(self, self.sample_prompt(rng), rng)
+"""
+# Smaller still, for the tests of the stages alone.
+NANO = {"sft_steps": 40, "sft_examples": 400, "prompts": 24, "eval_prompts": 4, "sft_eval_prompts": 8,
+        "rm_epochs": 1, "force": True, "verbose": False}
 
 
 def _rows(output: Path) -> dict[str, dict]:
     return {row["name"]: row for row in json.loads((output / "demo.json").read_text())["rows"]}
 
 
+@pytest.mark.slow
 def test_demo_quick_writes_the_report(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--output", str(out), "--seed", "0"]) == 0
@@ -50,10 +77,12 @@ def test_demo_quick_writes_the_report(tmp_path, capsys):
     for name in rows:
         assert f"| {name} |" in report
     assert "K < 2 filtered" in report and "reward_kl_frontier.png" in report
+    assert "Did the stages learn?" in report and "FAILED" not in report  # --quick learns arithmetic
     assert rows["sft"]["eval"]["kl"] == 0.0
     assert "gold reward" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_demo_is_deterministic_in_the_seed(tmp_path):
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     assert main(["demo", "--quick", "--output", str(a), *MICRO]) == 0
@@ -70,6 +99,7 @@ def test_demo_is_deterministic_in_the_seed(tmp_path):
     assert (a / "data" / "train.jsonl").read_text() != (c / "data" / "train.jsonl").read_text()
 
 
+@pytest.mark.slow
 def test_demo_reuses_cached_stages(tmp_path, capsys):
     out = tmp_path / "d"
     args = ["demo", "--quick", "--output", str(out), *MICRO, "--methods", "[dpo]"]
@@ -86,6 +116,12 @@ def test_demo_reuses_cached_stages(tmp_path, capsys):
 def test_demo_config_errors(capsys):
     assert main(["demo", "--methods", "[dpo, nope]", "--output", "unused"]) == 2
     assert "unknown demo method" in capsys.readouterr().err
+    assert main(["demo", "--task", "reverse", "--output", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "built-in tasks: arithmetic, keyword, sort" in err and "path/to/file.py:Class" in err
+    assert main(["demo", "--task", "arithmetic", "--task_args", "{p_correct: 2}", "--output", "unused"]) == 2
+    assert "p_correct must be in [0, 1]" in capsys.readouterr().err
     assert main(["demo", "--k", "1", "--output", "unused"]) == 2
     assert main(["demo", "--no_such_field", "3", "--output", "unused"]) == 2
     assert "unknown demo field" in capsys.readouterr().err
@@ -110,6 +146,81 @@ def test_groups_with_fewer_than_two_responses_are_filtered_and_counted():
     assert {g.prompt for g in train} | {g.prompt for g in heldout} == {"p0", "p2", "p3", "p5", "p6", "p7"}
     assert split_groups(groups, 0.25, seed=0)[1] == heldout  # seeded
     assert split_groups([Group("p", [" a"])], 0.5, seed=0) == ([], [], 1)
+
+
+# ---- tasks from outside the library, caches keyed on their code, quality gates -----------------------------------
+
+
+@pytest.mark.slow
+def test_demo_runs_tasks_from_a_file_and_from_a_module(tmp_path, monkeypatch):
+    """The worked example by file path, and a task without a docstring by module path: both through the whole
+    demo, report included."""
+    monkeypatch.chdir(ROOT)
+    by_file = tmp_path / "by_file"
+    assert main(["demo", "--quick", "--output", str(by_file), "--task", REVERSE, *MICRO, "--methods", "[dpo]"]) == 0
+    report = (by_file / "report.md").read_text()
+    assert f"rewardalign demo: {REVERSE}" in report and "Reverse a string of letters" in report
+    (tmp_path / "plain_tasks.py").write_text(PLAIN_TASK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    by_module = tmp_path / "by_module"
+    assert main(["demo", "--quick", "--output", str(by_module), "--task", "plain_tasks:Plain", *MICRO,
+                 "--methods", "[dpo]"]) == 0
+    assert "(Plain): gold reward in [0.0, 1.0], Plain" in (by_module / "report.md").read_text()
+    assert set(_rows(by_module)) == {"sft", "dpo"}
+
+
+def test_an_edited_task_rebuilds_every_stage(tmp_path):
+    task_file = tmp_path / "plain_tasks.py"
+    task_file.write_text(PLAIN_TASK)
+    cfg = demo_config(NANO | {"task": f"{task_file}:Plain", "output": str(tmp_path / "world")})
+    stages = ("data", "sft", "samples", "preferences", "reward_model", "annotation")
+
+    def build() -> list[str]:
+        lines: list[str] = []
+        build_world(cfg, log=lines.append)
+        return lines
+
+    assert not any("cached" in line for line in build())
+    assert build() == [f"[{stage}] cached" for stage in stages]
+    task_file.write_text(PLAIN_TASK + "\n# edited: the gold reward might have changed\n")
+    assert not any("cached" in line for line in build())
+
+
+def test_the_gates_stop_a_demo_whose_sft_cannot_learn(tmp_path, capsys):
+    task_file = tmp_path / "noise_tasks.py"
+    task_file.write_text(NOISE_TASK)
+    out = tmp_path / "noise"
+    args = ["demo", "--quick", "--output", str(out), "--task", f"{task_file}:Noise", *MICRO[:-1], "--methods", "[dpo]"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "SFT did not learn the task" in err and "--force" in err
+    report = (out / "report.md").read_text()
+    assert "stopped" in report and "The methods are not ranked" in report and "| dpo |" not in report
+    assert json.loads((out / "demo.json").read_text())["rows"] == []
+    assert not (out / "runs").exists()
+    assert main(args + ["--force"]) == 0
+    report = (out / "report.md").read_text()
+    assert "Warning: SFT did not learn the task" in report and "| dpo |" in report
+
+
+def test_quality_gates_on_hand_values():
+    # demonstrations 0.7, random 0.2: SFT must gain max(0.5 * 0.5, 0.05) = 0.25 over random
+    assert sft_failure(0.45, 0.7, 0.2, (0.0, 1.0)) is None
+    assert "0.440 does not clearly beat random" in sft_failure(0.44, 0.7, 0.2, (0.0, 1.0))
+    # noise demonstrations (no advantage over random): 5% of the reward range must still be gained
+    assert sft_failure(0.24, 0.2, 0.2, (0.0, 1.0)) is not None and sft_failure(0.26, 0.2, 0.2, (0, 1)) is None
+    assert sft_failure(2.4, 2.0, 2.0, (0.0, 10.0)) is not None  # 5% of a range of 10 is 0.5
+    assert rm_failure(0.6) is None and "0.590" in rm_failure(0.59) and "no pair" in rm_failure(math.nan)
+    stats = {"data": {"demonstration_gold_mean": 0.7, "random_gold_mean": 0.2}, "sft": {"heldout_gold": 0.3}}
+    assert len(quality_failures(stats, (0.0, 1.0))) == 1
+    stats["annotation"] = {"heldout_rm_gold_agreement": 0.5}
+    assert [f.split(":")[0] for f in quality_failures(stats, (0.0, 1.0))] == [
+        "SFT did not learn the task", "the reward model did not learn"]
+
+
+def test_generation_budget_fits_the_longest_response():
+    tokenizer = build_tiny_tokenizer(["add 1 and 2 = 3", "abcd"], vocab_size=256)  # no merges: a token a byte
+    assert generation_budget(tokenizer, [" ab", " abcd"]) == math.ceil(1.25 * 5) + 1
 
 
 # ---- benchmarks/claims.py: the measures and verdicts ------------------------------------------------------------
@@ -163,3 +274,12 @@ def test_claims_jobs_cover_every_claim(claims):
     noisy = {job.name: job for job in claims.noise_jobs(0)}
     assert noisy["drdo_flip30"].spec.objective_args["order_by"] == "position"
     assert noisy["dpo_flip30"].spec.objective_args["order_by"] == "position"
+
+
+def test_claims_take_tasks_and_seed_lists(claims):
+    assert claims.seed_list("3", 0) == [0, 1, 2] and claims.seed_list("3", 1000) == [1000, 1001, 1002]
+    assert claims.seed_list("0,4", 0) == [0, 4] and claims.seed_list("7,", 0) == [7]
+    assert claims.task_folder("examples/tasks/reverse.py:ReverseTask") == "examples_tasks_reverse.py_ReverseTask"
+    assert claims.task_folder("arithmetic") == "arithmetic"
+    cfg = claims.seed_config(2, Path("w"), True, REVERSE)
+    assert cfg.task == REVERSE and cfg.output == str(Path("w") / "examples_tasks_reverse.py_ReverseTask" / "seed2")

@@ -148,8 +148,8 @@ def test_kl_shift_and_length_on_hand_values():
     assert metrics.kl_estimate([[-1.0, -2.0]], [[-1.5, -1.5]]).mean == 0.0
     assert metrics.kl_estimate([[-1.0], [-3.0]], [[-2.0], [-3.5]]).mean == pytest.approx(0.75)
     assert metrics.logp_shift([-10.0, -12.0], [-9.0, -9.0]).mean == -2.0
-    stats = metrics.length_stats([[2, 4]], [[10, 20]], [[True, False]])
-    assert stats == {"tokens_mean": 3.0, "tokens_max": 4, "chars_mean": 15.0, "unfinished_fraction": 0.5}
+    stats = metrics.length_stats([[2, 4]], [[10, 20]])
+    assert stats == {"tokens_mean": 3.0, "tokens_max": 4, "chars_mean": 15.0}
 
 
 def test_chosen_rejected_conventions():
@@ -231,10 +231,12 @@ def test_judge_specs(tmp_path, monkeypatch):
         build_source("gym:no_such_task")
 
 
-def test_rm_judge_scores_with_a_reward_model(model, tokenizer, tmp_path, monkeypatch):
-    from rewardalign.rewards.models import RewardModel
+def test_rm_judge_scores_with_a_reward_model(tokenizer, tmp_path, monkeypatch):
+    from rewardalign.modeling.tiny import build_tiny_reward_model
 
-    path = RewardModel(model).save_pretrained(tmp_path / "rm", tokenizer=tokenizer)
+    path = tmp_path / "rm"
+    build_tiny_reward_model(tokenizer, hidden_size=32, num_layers=1, num_heads=4).save_pretrained(path)
+    tokenizer.save_pretrained(path)
     rm = build_source(f"rm:{path}")
     assert rm.name == f"rm:{path}"
     values = score_finite(rm, ["add 3 and 4 =", "hello"], [" 7", " world"]).tolist()
@@ -308,8 +310,20 @@ def test_evaluate_command_end_to_end(model_dir, tmp_path, monkeypatch, capsys):
     assert len(samples) == 6 and {"prompt", "response", "reward"} <= set(samples[0])
     assert all(s["reward"] == judge(s["prompt"], s["response"]) for s in samples)
     assert (out / "eval_config.yaml").is_file() and not (out / "config.yaml").exists()
-    printed = capsys.readouterr().out
-    assert "reward_mean" in printed and "kl" in printed
+    missing = sum(not s["finished"] for s in samples) / len(samples)
+    assert result["eos_missing_fraction"] == pytest.approx(missing)
+    captured = capsys.readouterr()
+    assert "reward_mean" in captured.out and "kl" in captured.out
+    assert ("never emit EOS" in captured.err) == (missing > 0.1)
+
+
+def test_eos_missing_fraction_on_hand_made_samples():
+    assert metrics.eos_missing_fraction([[True, False], [False, False]]) == 0.75
+    assert metrics.eos_missing_fraction([[True], [True]]) == 0.0
+    assert metrics.eos_warning(0.1) is None and metrics.eos_warning(None) is None
+    assert metrics.eos_warning(0.43).startswith("warning: 43% of the samples never emit EOS")
+    with pytest.raises(ValueError, match="no responses"):
+        metrics.eos_missing_fraction([[]])
 
 
 def test_evaluate_command_errors_before_loading(model_dir, tmp_path, capsys):

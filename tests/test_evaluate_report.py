@@ -29,6 +29,7 @@ def make_run(root, name, objective, beta, kl, reward, chosen, rejected, steps=4,
             "judge": "gold:arithmetic", "reward_mean": reward, "reward_ci": [reward - 0.05, reward + 0.05],
             "kl": kl, "kl_ci": [kl - 0.1, kl + 0.1], "win_rate": 0.6, "win_rate_ci": [0.5, 0.7],
             "chosen_logp_shift": chosen, "rejected_logp_shift": rejected, "length": {"tokens_mean": 5.5},
+            "eos_missing_fraction": 0.25,
         }))
     return run
 
@@ -49,6 +50,9 @@ def test_load_run_reads_every_file(runs):
     assert run.curves["eval_ranking_accuracy"] == [(4.0, 0.75)]
     row = table_row(run)
     assert row["train_loss"] == 0.6 and row["eval_ranking_accuracy"] == 0.75 and row["tokens_mean"] == 5.5
+    assert row["eos_missing_fraction"] == 0.25
+    lines = markdown_table([row]).splitlines()
+    assert lines[0].endswith("| tokens | no EOS |") and lines[2].endswith("| 5.5 | 0.25 |")
 
 
 def test_markdown_table_leaves_out_empty_columns():

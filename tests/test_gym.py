@@ -4,11 +4,14 @@ from the gold reward (Bradley-Terry preferences, scores, labels)."""
 from __future__ import annotations
 
 import math
+import multiprocessing
 import random
 import statistics
+from pathlib import Path
 
 import pytest
 
+from rewardalign.config import ConfigError
 from rewardalign.data.schema import DropReport, validate_group
 from rewardalign.gym import (
     TASKS,
@@ -16,6 +19,7 @@ from rewardalign.gym import (
     FeedbackConfig,
     KeywordTask,
     SortTask,
+    Task,
     bt_preference,
     bt_probability,
     build_groups,
@@ -27,9 +31,12 @@ from rewardalign.gym import (
     read_jsonl,
     reward_labels,
     reward_to_score,
+    task_identity,
     write_jsonl,
 )
-from rewardalign.rewards.sources import GymSource
+from rewardalign.rewards.sources import GymSource, build_source
+from rewardalign.train.configs import OnlineConfig
+from rewardalign.train.online import online_prompts
 
 GARBAGE = ["", "   ", "!!??", "\n\x00\ufffd", "</s><pad>", "zzzz qqqq", "- . ,"]
 
@@ -350,3 +357,142 @@ def test_prompt_and_response_are_short_under_a_tiny_tokenizer(name):
         assert len(prompt_ids) + len(response_ids) < 48
         best = tokenizer(task.best_response(task.sample_prompt(rng)))["input_ids"]
         assert len(best) <= task.max_new_tokens
+
+
+# ------------------------------------------------------------------------------------ tasks from outside the library
+
+ROOT = Path(__file__).resolve().parents[1]
+REVERSE = str(ROOT / "examples" / "tasks" / "reverse.py") + ":ReverseTask"
+UNDOCUMENTED = '''
+from rewardalign.gym import Task
+
+
+class Echo(Task):
+    name = "echo"
+
+    def __init__(self, word="ab"):
+        self.word = word
+
+    def sample_prompt(self, rng):
+        return "echo " + self.word + " :"
+
+    def facets(self, prompt, response):
+        return {"same": float(response.strip() == self.word)}
+
+    def gold_reward(self, prompt, response):
+        return self.facets(prompt, response)["same"]
+
+    def demonstration(self, prompt, rng):
+        return " " + self.word
+
+    def best_response(self, prompt):
+        return " " + self.word
+
+
+def not_a_task():
+    return 3
+'''
+
+
+def gold_in_worker(spec: str, prompt: str, response: str) -> float:
+    """Run in a spawn worker: load the task from its spec there and score one response."""
+    return get_task(spec).gold_reward(prompt, response)
+
+
+def test_reverse_example_task_hand_cases():
+    task = get_task(REVERSE)
+    assert task.name == "reverse" and isinstance(task, Task)
+    prompt = "reverse: c a h e ->"
+    assert task.best_response(prompt) == " e h a c" and task.gold_reward(prompt, " e h a c") == 1.0
+    assert task.gold_reward(prompt, " e h a b") == 0.75  # one position wrong
+    assert task.gold_reward(prompt, " e h a c d") == 4 / 5  # one extra item
+    assert task.gold_reward(prompt, " e h a") == 3 / 4  # one item missing
+    assert task.gold_reward(prompt, " c a h e") == 0.0  # not reversed: no position right
+    assert task.gold_reward(prompt, "") == 0.0
+    with pytest.raises(ValueError, match="prompt"):
+        task.gold_reward("sort: a b ->", " b a")
+    assert get_task(REVERSE, max_len=5).max_len == 5
+
+
+def test_reverse_demonstrations_have_the_stated_noise():
+    task = get_task(REVERSE)
+    rows = make_sft_data(task, 3000, seed=1)
+    replaced = total = longer = shorter = 0
+    for row in rows:
+        gold, demo = task.best_response(row["prompt"]).split(), row["response"].split()
+        longer += len(demo) > len(gold)
+        shorter += len(demo) < len(gold)
+        replaced += sum(a != b for a, b in zip(gold, demo))
+        total += min(len(gold), len(demo))
+    assert replaced / total == pytest.approx(0.35, abs=0.02)
+    assert longer / len(rows) == pytest.approx(0.15, abs=0.02) and shorter / len(rows) == pytest.approx(0.15, abs=0.02)
+
+
+def test_random_response_is_a_demonstration_of_another_prompt():
+    task = get_task(REVERSE)
+    rng = random.Random(0)
+    prompts = make_prompts(task, 500, seed=3)
+    random_gold = statistics.mean(task.gold_reward(p, task.random_response(p, rng)) for p in prompts)
+    demo_gold = statistics.mean(task.gold_reward(p, task.demonstration(p, rng)) for p in prompts)
+    assert random_gold < 0.2 < 0.5 < demo_gold  # chance level: 1 in 8 letters per position
+
+
+def test_tasks_from_a_file_and_from_a_module(tmp_path, monkeypatch):
+    (tmp_path / "my_tasks.py").write_text(UNDOCUMENTED)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    by_module = get_task("my_tasks:Echo", word="xy")
+    by_file = get_task(f"{tmp_path / 'my_tasks.py'}:Echo")
+    assert by_module.word == "xy" and by_file.word == "ab"
+    assert by_module.gold_reward("echo xy :", " xy") == 1.0
+    source = build_source(f"gym:{tmp_path / 'my_tasks.py'}:Echo")
+    assert isinstance(source, GymSource) and source.score(["echo ab :"] * 2, [" ab", " b"]).tolist() == [1.0, 0.0]
+    assert build_source({"type": "gym", "task": "my_tasks:Echo", "task_args": {"word": "q"}}).task.word == "q"
+    assert build_source("gym:arithmetic").task.name == "arithmetic"
+
+
+def test_bad_task_names_are_one_clear_error(tmp_path):
+    (tmp_path / "my_tasks.py").write_text(UNDOCUMENTED)
+    file = tmp_path / "my_tasks.py"
+    with pytest.raises(ConfigError, match=r"unknown gym task 'reverse'; built-in tasks: arithmetic, keyword, sort; "
+                                          r"or name your own task as package.module:Class or path/to/file.py:Class"):
+        get_task("reverse")
+    with pytest.raises(ConfigError, match="does not exist"):
+        get_task(f"{tmp_path / 'nowhere.py'}:Echo")
+    with pytest.raises(ConfigError, match="has no attribute 'Nope'"):
+        get_task(f"{file}:Nope")
+    with pytest.raises(ConfigError, match="gave a int, not a rewardalign.gym.Task"):
+        get_task(f"{file}:not_a_task")
+    with pytest.raises(ConfigError, match="unexpected keyword argument 'colour'"):
+        get_task(f"{file}:Echo", colour=1)
+    with pytest.raises(ConfigError, match="Path is not a subclass"):
+        get_task("pathlib:Path")
+
+
+def test_a_task_edit_changes_its_identity(tmp_path):
+    file = tmp_path / "my_tasks.py"
+    file.write_text(UNDOCUMENTED)
+    spec = f"{file}:Echo"
+    before = task_identity(get_task(spec))
+    assert task_identity(get_task(spec)) == before
+    assert task_identity(get_task(spec, word="cd")) != before  # the knobs
+    fingerprint = GymSource(spec).fingerprint()
+    file.write_text(UNDOCUMENTED.replace('float(response.strip() == self.word)', 'float(self.word in response)'))
+    assert task_identity(get_task(spec)) != before
+    assert GymSource(spec).fingerprint() != fingerprint
+    assert get_task(spec).gold_reward("echo ab :", " abc") == 1.0  # the edited code runs
+
+
+def test_a_task_named_by_spec_loads_in_a_spawn_worker(tmp_path, monkeypatch):
+    (tmp_path / "my_tasks.py").write_text(UNDOCUMENTED)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        by_file = pool.apply(gold_in_worker, (REVERSE, "reverse: a b c d ->", " d c b a"))
+        by_module = pool.apply(gold_in_worker, ("my_tasks:Echo", "echo ab :", " ab"))
+    assert by_file == 1.0 and by_module == 1.0
+
+
+def test_online_prompts_from_a_task_spec():
+    prompts = online_prompts(OnlineConfig(prompts=f"gym:{REVERSE}", max_prompts=5, prompts_seed=2))
+    assert prompts == make_prompts(get_task(REVERSE), 5, seed=2) and prompts[0].startswith("reverse: ")
+    with pytest.raises(ConfigError, match="unknown gym task 'reverse'"):
+        online_prompts(OnlineConfig(prompts="gym:reverse"))

@@ -42,7 +42,8 @@ def test_default_hyperparameters():
     }
     assert validate_hparams("simpo")["beta"] == 2.0 and validate_hparams("simpo")["gamma"] == 0.5
     assert validate_hparams("spo")["beta"] == 1.0 and validate_hparams("spo")["alpha"] == 1.0
-    assert validate_hparams("dro") == {"beta": 0.1, "z0": 0.0, "prompt_normalization": True, "nll_weight": 0.0}
+    assert validate_hparams("dro") == {"beta": 0.1, "z0": 0.0, "prompt_normalization": True, "baseline": "none",
+                                       "nll_weight": 0.0}
     assert validate_hparams("drdo")["alpha"] == 0.1 and validate_hparams("drdo")["gamma"] == 2.0
     assert validate_hparams("dpop")["lam"] == 50.0
 

@@ -73,6 +73,7 @@ def gold_reward(model_dir):
 # ---------------------------------------------------------------------------------------------- learning
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["una", "rloo"])
 def test_online_training_raises_the_gold_reward_over_the_sft_policy(sft_dir, tmp_path, algorithm):
     """80 steps of 8 prompts x K = 4 samples, rewarded by the gym's gold reward; measured on held-out prompts.

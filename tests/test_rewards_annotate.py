@@ -13,11 +13,11 @@ from rewardalign import cli
 from rewardalign.config import ConfigError
 from rewardalign.data import load_groups
 from rewardalign.data.schema import DataError
-from rewardalign.modeling.tiny import build_tiny_model, build_tiny_tokenizer
+from rewardalign.modeling.tiny import build_tiny_reward_model, build_tiny_tokenizer
 from rewardalign.rewards.annotate import run_annotate as annotate
 from rewardalign.rewards.annotate import sidecar_path
 from rewardalign.rewards.model_sources import RewardModelSource
-from rewardalign.rewards.models import RewardModel, write_ensemble_config
+from rewardalign.rewards.models import load_reward_model, write_ensemble_config, write_training_info
 from rewardalign.rewards.transforms import sigmoid
 
 GROUPS = [
@@ -39,8 +39,10 @@ def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("annotate")
     tok = build_tiny_tokenizer([" ".join(g["responses"]) + " " + g["prompt"] for g in GROUPS] * 10, vocab_size=300)
     for i, path in enumerate(["rm", "ens/member_0", "ens/member_1"]):
-        lm = build_tiny_model(tok, hidden_size=32, num_layers=1, num_heads=2, seed=0)
-        RewardModel(lm, head_seed=i).save_pretrained(root / path, tokenizer=tok, info={"max_length": 32})
+        # sequence-classification reward models built from a config (num_labels = 1), as transformers saves them
+        build_tiny_reward_model(tok, hidden_size=32, num_layers=1, num_heads=2, seed=i).save_pretrained(root / path)
+        tok.save_pretrained(root / path)
+        write_training_info(root / path, {"max_length": 32})
     write_ensemble_config(root / "ens", ["member_0", "member_1"])
     (root / "rules").mkdir()
     (root / "rules" / "annot_rules.py").write_text(textwrap.dedent("""
@@ -94,12 +96,11 @@ def test_second_run_is_a_cache_hit_and_changes_recompute(env, tmp_path, monkeypa
     assert not fourth["cache_hit"] and fourth["scored"] == N_RESPONSES + 2 and calls == [1]
     # a changed model recomputes
     write_jsonl(data, GROUPS)
-    model = RewardModel.from_pretrained(env / "rm")
+    model = load_reward_model(env / "rm")
     with torch.no_grad():
         model.score.weight.mul_(-1.0)
     model.save_pretrained(tmp_path / "rm2")
-    (tmp_path / "rm2" / "reward_model.json").write_text((env / "rm" / "reward_model.json").read_text())
-    for f in ("tokenizer.json", "tokenizer_config.json"):
+    for f in ("tokenizer.json", "tokenizer_config.json", "reward_training.json"):
         (tmp_path / "rm2" / f).write_bytes((env / "rm" / f).read_bytes())
     fifth = annotate(config | {"source": {"type": "reward_model", "path": str(tmp_path / "rm2")}})
     assert not fifth["cache_hit"]

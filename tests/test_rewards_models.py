@@ -1,34 +1,38 @@
-"""RewardModel (scalar head on the last non-padding token, LM head NLL), saving and loading, pair building."""
+"""Reward models: standard sequence-classification models (checks, loading), the oracle's LM head NLL, ensembles,
+pair building."""
 
 import pytest
 import torch
+from torch import nn
+from transformers import AutoModelForSequenceClassification, LlamaForSequenceClassification
 
 from rewardalign.config import ConfigError
 from rewardalign.data.collate import collate_groups
 from rewardalign.data.schema import DataError, Group
 from rewardalign.data.tokenize import TokenizeConfig, TokenizedGroup, tokenize_groups
-from rewardalign.modeling.tiny import build_tiny_model, build_tiny_tokenizer
+from rewardalign.modeling.tiny import (
+    build_tiny_model,
+    build_tiny_reward_model,
+    build_tiny_tokenizer,
+    tiny_config,
+)
 from rewardalign.rewards.models import (
-    RewardEnsemble,
-    RewardModel,
+    OracleRewardModel,
+    check_reward_model_dir,
     ensemble_members,
-    last_token_index,
+    load_reward_model,
+    sequence_rewards,
     write_ensemble_config,
 )
 from rewardalign.rewards.pairs import build_pairs, group_pairs, split_by_prompt
 
 TEXTS = ["tell red cat good slow", "tell blue dog bad fast", "good good bad bad x y z"] * 10
+SIZE = {"hidden_size": 32, "num_layers": 1, "num_heads": 2}
 
 
 @pytest.fixture(scope="module")
 def tok():
     return build_tiny_tokenizer(TEXTS, vocab_size=300)
-
-
-@pytest.fixture()
-def rm(tok):
-    return RewardModel(build_tiny_model(tok, hidden_size=32, num_layers=1, num_heads=2, seed=0), kind="oracle",
-                       head_seed=0).eval()
 
 
 def batch_of(tok, prompts_responses):
@@ -37,64 +41,87 @@ def batch_of(tok, prompts_responses):
     return collate_groups(tg, tok.pad_token_id)
 
 
-def test_last_token_index_right_and_left_padding():
-    right = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])
-    left = torch.tensor([[0, 0, 1, 1, 1], [0, 1, 1, 1, 1]])
-    assert last_token_index(right).tolist() == [2, 4, 0]
-    assert last_token_index(left).tolist() == [4, 4]
+def oracle_of(lm: nn.Module, tok) -> OracleRewardModel:
+    """An oracle whose classifier carries ``lm``'s backbone (tied head: the embeddings serve as the LM head)."""
+    classifier = build_tiny_reward_model(tok, **SIZE, seed=1)
+    classifier.model.load_state_dict(lm.model.state_dict())
+    return OracleRewardModel(classifier).eval()
 
 
-def test_reward_ignores_padding(rm, tok):
-    """A sequence scored alone and beside a longer one (so padded) gets the same reward."""
-    alone = batch_of(tok, [("tell red", "cat good")])
-    padded = batch_of(tok, [("tell red", "cat good"), ("tell blue dog bad fast", "good good bad bad x y z")])
-    assert padded["attention_mask"][0].sum() < padded["attention_mask"].shape[1]
-    with torch.no_grad():
-        r_alone = rm(alone["input_ids"], alone["attention_mask"]).rewards
-        r_padded = rm(padded["input_ids"], padded["attention_mask"]).rewards
-    assert r_alone.shape == (1,) and r_padded.shape == (2,)
-    assert r_padded[0].item() == pytest.approx(r_alone[0].item(), abs=1e-5)
-
-
-def test_nll_matches_full_logits(rm, tok):
-    """mean token NLL over response tokens = -(1/n) sum log softmax(full logits)[target] on those tokens."""
+def test_oracle_nll_matches_the_causal_lm(tok):
+    """mean token NLL over response tokens = -(1/n) sum log softmax(the causal LM's full logits)[target], with the
+    oracle's classifier carrying the causal LM's backbone and its tied head."""
+    lm = build_tiny_model(tok, **SIZE, seed=0).eval()
+    oracle = oracle_of(lm, tok)
     batch = batch_of(tok, [("tell red", "cat good"), ("tell blue dog", "bad fast x")])
-    rows = torch.tensor([True, True])
     with torch.no_grad():
-        out = rm(batch["input_ids"], batch["attention_mask"], response_mask=batch["response_mask"], nll_rows=rows)
-        logits = rm.lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        out = oracle(batch["input_ids"], batch["attention_mask"], response_mask=batch["response_mask"],
+                     nll_rows=torch.tensor([True, True]))
+        logits = lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
     logp = logits[:, :-1].log_softmax(-1).gather(-1, batch["input_ids"][:, 1:, None]).squeeze(-1)
     mask = batch["response_mask"][:, 1:]
     expected = -(logp * mask).sum(-1) / mask.sum(-1)
     assert out.nll.tolist() == pytest.approx(expected.tolist(), abs=1e-5)
+    assert out.logits.shape == (2, 1)
 
 
-def test_save_and_load_roundtrip(rm, tok, tmp_path):
-    batch = batch_of(tok, [("tell red", "cat good"), ("tell blue", "dog bad")])
-    rm.save_pretrained(tmp_path / "rm", tokenizer=tok, info={"max_length": 32})
-    loaded = RewardModel.from_pretrained(tmp_path / "rm")
-    assert loaded.kind == "oracle"
-    assert (tmp_path / "rm" / "model.safetensors").is_file() and (tmp_path / "rm" / "config.json").is_file()
+def test_oracle_gradient_reaches_the_tied_embeddings_and_an_untied_head(tok):
+    lm = build_tiny_model(tok, **SIZE, seed=0)
+    oracle = oracle_of(lm, tok).train()
+    batch = batch_of(tok, [("tell red", "cat good")])
+    rows = torch.tensor([True])
+    oracle(batch["input_ids"], batch["attention_mask"], batch["response_mask"], rows).nll.sum().backward()
+    embeddings = oracle.classifier.get_input_embeddings().weight
+    assert embeddings.grad is not None and embeddings.grad.abs().sum() > 0
+    assert "lm_head.weight" not in oracle.state_dict()  # tied: nothing to save twice
+    # an untied model needs its own head, which is trained and sits in the state dict beside the classifier
+    untied = LlamaForSequenceClassification(tiny_config(tok, **SIZE, num_labels=1))
+    untied.config.tie_word_embeddings = False
+    with pytest.raises(ValueError, match="not tied"):
+        OracleRewardModel(untied)
+    head = nn.Linear(32, len(tok), bias=False)
+    oracle = OracleRewardModel(untied, head)
+    oracle(batch["input_ids"], batch["attention_mask"], batch["response_mask"], rows).nll.sum().backward()
+    assert head.weight.grad.abs().sum() > 0 and "lm_head.weight" in oracle.state_dict()
+
+
+def test_oracle_saves_a_standard_directory(tok, tmp_path):
+    oracle = oracle_of(build_tiny_model(tok, **SIZE, seed=0), tok)
+    oracle.save_pretrained(tmp_path / "rm")
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm")
+    assert type(loaded).__name__ == "LlamaForSequenceClassification" and loaded.config.num_labels == 1
+    batch = batch_of(tok, [("tell red", "cat good"), ("tell blue", "dog bad fast")])
     with torch.no_grad():
-        a = rm(batch["input_ids"], batch["attention_mask"]).rewards
-        b = loaded(batch["input_ids"], batch["attention_mask"]).rewards
-    assert torch.equal(a, b)
-    with pytest.raises(ConfigError, match="not a reward model directory"):
-        RewardModel.from_pretrained(tmp_path)
+        assert torch.allclose(sequence_rewards(loaded, batch["input_ids"], batch["attention_mask"]),
+                              sequence_rewards(oracle, batch["input_ids"], batch["attention_mask"]), atol=1e-6)
+
+
+def test_only_one_label_sequence_classifiers_are_reward_models(tok, tmp_path):
+    build_tiny_model(tok, **SIZE).save_pretrained(tmp_path / "lm")
+    with pytest.raises(ConfigError, match="not a reward model: a reward model is a sequence-classification"):
+        check_reward_model_dir(tmp_path / "lm")
+    LlamaForSequenceClassification(tiny_config(tok, **SIZE, num_labels=2)).save_pretrained(tmp_path / "two")
+    with pytest.raises(ConfigError, match="num_labels 2"):
+        load_reward_model(tmp_path / "two")
+    with pytest.raises(ConfigError, match="no config.json"):
+        check_reward_model_dir(tmp_path)
+    # a reward model without a pad token in its config gets the tokenizer's
+    model = build_tiny_reward_model(tok, **SIZE)
+    model.config.pad_token_id = None
+    model.save_pretrained(tmp_path / "nopad")
+    assert load_reward_model(tmp_path / "nopad", pad_token_id=tok.pad_token_id).config.pad_token_id == tok.pad_token_id
 
 
 def test_ensemble_manifest(tok, tmp_path):
     for i in range(2):
-        RewardModel(build_tiny_model(tok, hidden_size=32, num_layers=1, num_heads=2), head_seed=i).save_pretrained(
-            tmp_path / f"member_{i}", tokenizer=tok)
+        build_tiny_reward_model(tok, **SIZE, seed=i).save_pretrained(tmp_path / f"member_{i}")
     write_ensemble_config(tmp_path, ["member_0", "member_1"])
     assert [p.name for p in ensemble_members(tmp_path)] == ["member_0", "member_1"]
-    ens = RewardEnsemble.from_pretrained(tmp_path)
-    batch = batch_of(tok, [("tell red", "cat good"), ("tell blue", "dog bad"), ("x", "y")])
-    with torch.no_grad():
-        r = ens(batch["input_ids"], batch["attention_mask"])
-    assert r.shape == (3, 2)
-    assert not torch.equal(r[:, 0], r[:, 1])  # different head seeds
+    (tmp_path / "member_1" / "config.json").unlink()
+    with pytest.raises(ConfigError, match="member_1 is not a reward model directory"):
+        ensemble_members(tmp_path)
+    with pytest.raises(ConfigError, match="not a reward-model ensemble"):
+        ensemble_members(tmp_path / "member_0")
 
 
 def test_group_pairs():

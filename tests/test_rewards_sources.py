@@ -12,8 +12,8 @@ from rewardalign.data.collate import collate_groups
 from rewardalign.data.schema import DataError, Group
 from rewardalign.data.tokenize import TokenizeConfig, tokenize_groups
 from rewardalign.modeling.logprobs import plain_batch_logps
-from rewardalign.modeling.tiny import build_tiny_model, build_tiny_tokenizer
-from rewardalign.rewards.models import RewardModel
+from rewardalign.modeling.tiny import build_tiny_model, build_tiny_reward_model, build_tiny_tokenizer
+from rewardalign.rewards.models import load_reward_model, sequence_rewards, write_training_info
 from rewardalign.rewards.sources import (
     BadReward,
     EnsembleSource,
@@ -34,8 +34,9 @@ def models(tmp_path_factory):
     """A saved (untrained) reward model, a base causal LM, an identical copy of it, and another LM."""
     root = tmp_path_factory.mktemp("sources")
     tok = build_tiny_tokenizer(TEXTS, vocab_size=300)
-    lm = build_tiny_model(tok, hidden_size=32, num_layers=1, num_heads=2, seed=0)
-    RewardModel(lm, head_seed=3).save_pretrained(root / "rm", tokenizer=tok, info={"max_length": 32})
+    build_tiny_reward_model(tok, hidden_size=32, num_layers=1, num_heads=2, seed=3).save_pretrained(root / "rm")
+    tok.save_pretrained(root / "rm")
+    write_training_info(root / "rm", {"max_length": 32})
     for name, seed in (("base", 0), ("other", 1)):
         build_tiny_model(tok, hidden_size=32, num_layers=1, num_heads=2, seed=seed).save_pretrained(root / name)
         tok.save_pretrained(root / name)
@@ -47,19 +48,56 @@ def test_reward_model_source_matches_the_model(models):
     root, tok = models
     source = build_source({"type": "reward_model", "path": str(root / "rm"), "batch_size": 3})
     assert isinstance(source, RewardModelSource) and source.columns is None
+    assert source.tokenize_config().max_length == 32  # from reward_training.json
     values = source.score(PROMPTS, RESPONSES)
     assert values.shape == (4,) and values.dtype == np.float64
     # the same numbers as the model on one batch in input order
-    model = RewardModel.from_pretrained(root / "rm")
+    model = load_reward_model(root / "rm")
     tg, _ = tokenize_groups([Group(p, [r]) for p, r in zip(PROMPTS, RESPONSES)], tok, TokenizeConfig(max_length=32))
     batch = collate_groups(tg, tok.pad_token_id)
     with torch.no_grad():
-        expected = model(batch["input_ids"], batch["attention_mask"]).rewards.double().numpy()
+        expected = sequence_rewards(model, batch["input_ids"], batch["attention_mask"]).double().numpy()
     assert values == pytest.approx(expected, abs=1e-5)
+    # a response scored alone (no padding) gets the reward it gets in a padded batch
+    alone = build_source(str(root / "rm")).score(PROMPTS[2:3], RESPONSES[2:3])
+    assert alone[0] == pytest.approx(values[2], abs=1e-5)
     # progress counts every response once
     seen = []
     source.score(PROMPTS, RESPONSES, progress=seen.append)
     assert sum(seen) == 4
+
+
+def test_any_sequence_classifier_in_bfloat16_with_its_chat_template(models, tmp_path):
+    """A reward model saved by plain transformers (no training metadata) scores message lists through its
+    tokenizer's chat template, in bfloat16 when asked, close to float32."""
+    root, tok = models
+    shutil.copytree(root / "rm", tmp_path / "rm", ignore=shutil.ignore_patterns("reward_training.json"))
+    chats = [[{"role": "user", "content": p}] for p in PROMPTS]
+    replies = [[{"role": "assistant", "content": r}] for r in RESPONSES]
+    full = build_source(str(tmp_path / "rm"))
+    assert full.tokenize_config().max_length == 1024 and full.tokenize_config().chat_template == "auto"
+    values = full.score(chats, replies)
+    assert not np.allclose(values, full.score(PROMPTS, RESPONSES))  # the template changes the text scored
+    half = build_source({"type": "reward_model", "path": str(tmp_path / "rm"), "torch_dtype": "bfloat16"})
+    assert next(half.load().parameters()).dtype == torch.bfloat16
+    assert half.score(chats, replies) == pytest.approx(values, abs=0.05)
+
+
+def test_a_hub_reward_model_is_fetched_by_snapshot_download(models, monkeypatch):
+    import huggingface_hub
+
+    root, _ = models
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, **kw: asked.append(repo) or str(root / "rm"))
+    source = build_source("rm:some-org/some-reward-model")
+    assert asked == ["some-org/some-reward-model"] and source.path == root / "rm"
+
+    def offline(repo, **kw):
+        raise OSError("no network")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(ConfigError, match="neither a local directory nor a hub repository.*no network"):
+        build_source("rm:some-org/some-reward-model")
 
 
 def test_fingerprint_follows_model_content(models, tmp_path):
@@ -67,12 +105,10 @@ def test_fingerprint_follows_model_content(models, tmp_path):
     shutil.copytree(root / "rm", tmp_path / "rm")
     first = build_source(str(tmp_path / "rm")).fingerprint()
     assert build_source(str(tmp_path / "rm")).fingerprint() == first
-    head = tmp_path / "rm" / "reward_head.safetensors"
-    model = RewardModel.from_pretrained(tmp_path / "rm")
+    model = load_reward_model(tmp_path / "rm")
     with torch.no_grad():
         model.score.weight.add_(1.0)
     model.save_pretrained(tmp_path / "rm")
-    assert head.is_file()
     assert build_source(str(tmp_path / "rm")).fingerprint() != first
     # stat mode: name, size and mtime only
     assert build_source({"type": "reward_model", "path": str(tmp_path / "rm"),
@@ -158,9 +194,9 @@ def test_factory_errors(models):
         build_source({"type": "oracle_of_delphi"})
     with pytest.raises(ConfigError, match="with a `type`"):
         build_source({"path": "x"})
-    with pytest.raises(ConfigError, match="reward_model path '.*missing' does not exist"):
+    with pytest.raises(ConfigError, match="reward model '.*missing' does not exist"):
         build_source({"type": "reward_model", "path": str(root / "missing")})
-    with pytest.raises(ConfigError, match="not a reward model directory"):
+    with pytest.raises(ConfigError, match="is not a reward model: a reward model is a sequence-classification"):
         build_source({"type": "reward_model", "path": str(root / "base")})
     with pytest.raises(ConfigError, match="unknown reward_model source field"):
         build_source({"type": "reward_model", "path": str(root / "rm"), "batchsize": 4})

@@ -1,8 +1,12 @@
 """train-rm: bt learns a learnable preference, the oracle's NLL term lowers the chosen NLL, ensembles save and
-load, bad configs fail before any model is loaded. Tiny Llama (hidden 32, 1 layer), CPU, a few seconds each."""
+load, the output reloads in plain transformers, checkpoints and resume are Trainer's, bad configs fail before any
+model is loaded. Tiny Llama (hidden 32, 1 layer), CPU, a few seconds each."""
 
 import json
 import random
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -13,8 +17,13 @@ from rewardalign.config import ConfigError
 from rewardalign.data.tokenize import TokenizeConfig, tokenize_groups
 from rewardalign.modeling.loading import load_tokenizer
 from rewardalign.modeling.tiny import save_tiny
-from rewardalign.rewards.model_sources import EnsembleSource
-from rewardalign.rewards.models import RewardEnsemble, RewardModel, ensemble_members
+from rewardalign.rewards.model_sources import EnsembleSource, RewardModelSource
+from rewardalign.rewards.models import (
+    OracleRewardModel,
+    ensemble_members,
+    load_reward_model,
+    read_training_info,
+)
 from rewardalign.rewards.pairs import build_pairs
 from rewardalign.train.reward_model import evaluate_pairs
 from rewardalign.train.reward_model import run_train_rm as train_reward_model
@@ -68,11 +77,43 @@ def test_bt_cli_reaches_high_held_out_accuracy(setup, capsys):
     # metrics: JSON lines with training and held-out figures
     lines = [json.loads(x) for x in (setup / "bt" / "metrics.jsonl").read_text().splitlines()]
     assert any("eval_accuracy" in x for x in lines) and any("bt_loss" in x and "loss" in x for x in lines)
-    # the saved model loads back from its directory and scores like the summary says
-    model = RewardModel.from_pretrained(setup / "bt")
-    assert model.kind == "bt"
-    meta = json.loads((setup / "bt" / "reward_model.json").read_text())
-    assert meta["max_length"] == 32 and meta["eval"]["eval_accuracy"] == accuracy
+    # a standard sequence-classification directory, the training metadata beside it
+    config = json.loads((setup / "bt" / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForSequenceClassification"] and len(config["id2label"]) == 1
+    assert config["pad_token_id"] == load_tokenizer(setup / "tiny").pad_token_id
+    meta = read_training_info(setup / "bt")
+    assert meta["kind"] == "bt" and meta["max_length"] == 32 and meta["eval"]["eval_accuracy"] == accuracy
+
+
+PLAIN_TRANSFORMERS = textwrap.dedent("""
+    import json, sys
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path, texts = sys.argv[1], json.loads(sys.argv[2])
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    batch = tokenizer([t + tokenizer.eos_token for t in texts], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        rewards = model(**batch).logits[:, 0]
+    print(json.dumps({"rewards": rewards.tolist(), "imported": sorted(m for m in sys.modules if "rewardalign" in m)}))
+""")
+
+
+def test_train_rm_output_reloads_in_plain_transformers(setup):
+    """Another process with transformers alone (no rewardalign module imported) loads the bt model and its tokenizer
+    and gives the rewards rewardalign's source gives, on a padded batch."""
+    train_reward_model(base_config(setup, output_dir=str(setup / "plain"), max_steps=6, num_train_epochs=1))
+    prompts = ["tell red cat", "tell sun moon", "tell big dog"]
+    responses = [" sun good tree", " sun bad tree", " cat good dog and more words"]
+    done = subprocess.run([sys.executable, "-c", PLAIN_TRANSFORMERS, str(setup / "plain"),
+                           json.dumps([p + r for p, r in zip(prompts, responses)])],
+                          capture_output=True, text=True, check=True, env={"PATH": "", "OMP_NUM_THREADS": "1"})
+    plain = json.loads(done.stdout.strip().splitlines()[-1])
+    assert plain["imported"] == []
+    ours = RewardModelSource(setup / "plain").score(prompts, responses)
+    assert plain["rewards"] == pytest.approx(ours.tolist(), abs=1e-5)
+    assert np.ptp(ours) > 0
 
 
 def _chosen_nll(setup, output: str) -> float:
@@ -82,8 +123,9 @@ def _chosen_nll(setup, output: str) -> float:
     groups, _ = load_groups(str(setup / "pairs.jsonl"))
     tg, _ = tokenize_groups(groups, tok, TokenizeConfig(max_length=32))
     pairs, _ = build_pairs(tg)
-    metrics = evaluate_pairs(RewardModel.from_pretrained(setup / output), pairs, tok.pad_token_id, with_nll=True)
-    return metrics["nll_chosen"]
+    # the tiny model's LM head is tied to its input embeddings, which the saved classifier keeps
+    model = OracleRewardModel(load_reward_model(setup / output))
+    return evaluate_pairs(model, pairs, tok.pad_token_id, with_nll=True)["nll_chosen"]
 
 
 def test_oracle_nll_term_lowers_chosen_nll(setup):
@@ -101,7 +143,9 @@ def test_oracle_nll_term_lowers_chosen_nll(setup):
     assert nll_oracle < nll_bt - 0.5
     assert "eval_nll_chosen" in oracle["final_eval"]
     assert oracle["final_eval"]["eval_accuracy"] >= 0.8
-    assert RewardModel.from_pretrained(setup / "nll-oracle").kind == "oracle"
+    assert read_training_info(setup / "nll-oracle")["kind"] == "oracle"
+    assert json.loads((setup / "nll-oracle" / "config.json").read_text())["architectures"] == [
+        "LlamaForSequenceClassification"]
 
 
 def test_ensemble_members_saved_and_loaded(setup):
@@ -113,8 +157,6 @@ def test_ensemble_members_saved_and_loaded(setup):
     manifest = json.loads((out / "ensemble.json").read_text())
     assert manifest["seeds"] == [0, 1] and manifest["bootstrap"] is True
     assert len(summary["member_evals"]) == 2 and "eval_accuracy" in summary["final_eval"]
-    ensemble = RewardEnsemble.from_pretrained(out)
-    assert len(ensemble) == 2
     # the ensemble source: one column per member, and the members differ (seeds, bootstrap)
     source = EnsembleSource(out)
     assert source.columns == ["member_0", "member_1"]
@@ -123,11 +165,26 @@ def test_ensemble_members_saved_and_loaded(setup):
     values = source.score(prompts, responses)
     assert values.shape == (3, 2)
     assert not np.allclose(values[:, 0], values[:, 1])
-    single = RewardModel.from_pretrained(members[1])
-    from rewardalign.rewards.model_sources import RewardModelSource
-
     assert np.allclose(RewardModelSource(members[1]).score(prompts, responses), values[:, 1], atol=1e-6)
-    assert single.kind == "bt"
+    assert read_training_info(members[1])["kind"] == "bt"
+
+
+@pytest.mark.parametrize("kind", ["bt", "oracle"])
+def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(setup, kind, stop_at):
+    """Checkpoints and resume are Trainer's own: a bt checkpoint is a standard reward-model directory, an oracle
+    checkpoint the wrapper's state (with its LM head); both resume onto the uninterrupted trajectory."""
+    common = {"kind": kind, "max_steps": 6, "num_train_epochs": 1, "save_strategy": "steps", "save_steps": 3,
+              "eval_fraction": 0.0, "per_device_train_batch_size": 8}
+    whole, cut = setup / f"whole-{kind}", setup / f"cut-{kind}"
+    train_reward_model(base_config(setup, output_dir=str(whole), **common))
+    train_reward_model(base_config(setup, output_dir=str(cut), **common), callbacks=[stop_at(3)])
+    if kind == "bt":
+        assert load_reward_model(cut / "checkpoint-3").config.num_labels == 1
+    train_reward_model(base_config(setup, output_dir=str(cut), resume_from_checkpoint=str(cut / "checkpoint-3"),
+                                   **common))
+    prompts, responses = ["tell red cat", "tell sun moon"], [" sun good tree", " sun bad tree"]
+    assert RewardModelSource(cut).score(prompts, responses) == pytest.approx(
+        RewardModelSource(whole).score(prompts, responses), abs=1e-5)
 
 
 def test_bad_config_fails_before_any_model_loads(setup, monkeypatch, capsys):
@@ -136,7 +193,7 @@ def test_bad_config_fails_before_any_model_loads(setup, monkeypatch, capsys):
     def no_loading(*args, **kwargs):
         raise AssertionError("a model was loaded before the config was checked")
 
-    monkeypatch.setattr(train_mod, "load_causal_lm", no_loading)
+    monkeypatch.setattr(train_mod, "build_reward_model", no_loading)
     monkeypatch.setattr(train_mod, "load_tokenizer", no_loading)
     bad = [
         ({"kind": "gan"}, "kind must be one of"),

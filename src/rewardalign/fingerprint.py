@@ -1,4 +1,5 @@
-"""Content fingerprints for the caches (reference log-probs, annotation): model directories, modules, data.
+"""Content fingerprints for the caches (reference log-probs, annotation, the demo's stages): model directories,
+data, code.
 
 A fingerprint changes when what it names changes, so a cache keyed on it is never stale:
 ``content`` hashes every byte (SHA-256); ``stat`` hashes each file's name, size and modification time (fast for
@@ -9,6 +10,7 @@ checkpoints of many GiB, but a copy with new timestamps misses the cache); ``aut
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -64,3 +66,15 @@ def path_fingerprint(path: str | Path, mode: str = "auto") -> str:
 def hash_json(value: Any) -> str:
     """SHA-256 of a JSON-serialisable value (keys sorted)."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def code_identity(obj: Any) -> dict[str, Any]:
+    """What makes a function or class compute what it computes: its module's source file content and its own
+    source (None where there is none, e.g. for a builtin)."""
+    module = inspect.getmodule(obj)
+    file = getattr(module, "__file__", None)
+    try:
+        code = inspect.getsource(obj)
+    except (OSError, TypeError):
+        code = None
+    return {"module_file": file_digest(file) if file and Path(file).is_file() else None, "code": code}

@@ -97,6 +97,8 @@ def training_arguments(fields: dict[str, Any], what: str) -> TrainingArguments:
         )
     if "output_dir" not in fields:
         raise ConfigError(f"{what} needs an output_dir (--output_dir runs/NAME)")
+    if Path(str(fields["output_dir"])).is_file():
+        raise ConfigError(f"{what} output_dir '{fields['output_dir']}' is a file, not a folder")
     values = TRAINING_DEFAULTS | fields
     check_training_values(values, what)
     if not torch.cuda.is_available():

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import ConfigError, from_dict, opt
+from ..gym import get_task
 from ..gym.feedback import FeedbackConfig
-from ..gym.tasks import get_task
 
 # ---- the methods ------------------------------------------------------------------------------------------------
 
@@ -64,7 +64,7 @@ FEEDBACK_TEXT = {
 class DemoConfig:
     """The fields of ``rewardalign demo`` (any can be given as ``--field value``, nested ones with dots)."""
 
-    task: str = opt("arithmetic", "gym task: arithmetic, sort or keyword")
+    task: str = opt("arithmetic", "gym task: arithmetic, sort, keyword, package.module:Class or path/file.py:Class")
     task_args: dict[str, Any] = opt(help="the task's knobs, e.g. {max_operand: 9}", factory=dict)
     seed: int = opt(0, "seed of every stage")
     output: str = opt("runs/demo", "output folder (stages are cached there)")
@@ -73,9 +73,12 @@ class DemoConfig:
     model_init: dict[str, Any] = opt(help="the tiny Llama's size (LlamaConfig fields)", factory=lambda: {
         "hidden_size": 64, "num_layers": 2, "num_heads": 4, "vocab_size": 256})
     sft_examples: int = opt(4000, "demonstrations generated for SFT")
-    sft_steps: int = opt(2000, "SFT optimizer steps")
+    sft_steps: int = opt(2000, "cap on SFT optimizer steps (it stops earlier when the held-out gold stalls)")
     sft_batch_size: int = opt(32, "SFT batch size")
     sft_learning_rate: float = opt(3e-3, "SFT peak learning rate (cosine schedule)")
+    sft_eval_every: int = opt(100, "SFT: gold reward of samples on held-out prompts every N steps")
+    sft_eval_prompts: int = opt(128, "SFT: held-out prompts of that evaluation (one sample each)")
+    sft_patience: int = opt(3, "SFT: stop after N evaluations without improvement (the best weights are kept)")
     max_length: int = opt(48, "longest prompt + response in tokens, every stage")
     # preference data
     prompts: int = opt(1024, "preference prompts sampled from the SFT policy")
@@ -85,10 +88,12 @@ class DemoConfig:
     annotator: dict[str, Any] = opt(help="the Bradley-Terry 'human': {temperature, flip_prob}",
                                     factory=lambda: {"temperature": 0.1, "flip_prob": 0.0})
     # reward model
-    rm_epochs: float = opt(3.0, "reward-model epochs")
+    rm_epochs: float = opt(3.0, "cap on reward-model epochs (it stops earlier when held-out accuracy stalls)")
     rm_batch_size: int = opt(32, "reward-model batch size (pairs)")
     rm_learning_rate: float = opt(1e-3, "reward-model learning rate")
     rm_center_coefficient: float = opt(0.01, "reward-model centring weight")
+    rm_eval_every: int = opt(20, "reward model: accuracy on the held-out 10% of the pairs every N steps")
+    rm_patience: int = opt(5, "reward model: stop after N evaluations without improvement (best one kept)")
     score_transform: str = opt("sigmoid", "RM reward -> score: sigmoid or minmax")
     # alignment
     methods: list[str] = opt(help="the methods to align (see Methods below)", factory=lambda: list(DEFAULT_METHODS))
@@ -104,6 +109,7 @@ class DemoConfig:
     verbose: bool = opt(True, "print progress")
     threads: int = opt(1, "torch CPU threads (one is fastest for the tiny model)")
     reuse: bool = opt(True, "reuse cached stages whose settings match")
+    force: bool = opt(False, "continue and rank the methods even when SFT or the reward model did not learn")
 
     def check(self) -> None:
         try:
@@ -119,6 +125,9 @@ class DemoConfig:
             extra = set(args) - {"learning_rate", "objective_args"}
             if extra:
                 raise ConfigError(f"method_args.{name}: only learning_rate and objective_args, got {sorted(extra)}")
+        for name in ("sft_eval_every", "sft_eval_prompts", "sft_patience", "rm_eval_every", "rm_patience"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.k < 2:
             raise ConfigError(f"k must be >= 2 (responses sampled per prompt), got {self.k}")
         if self.score_transform not in ("sigmoid", "minmax"):
@@ -156,5 +165,5 @@ def demo_config(raw: dict[str, Any] | None = None) -> DemoConfig:
     return cfg
 
 
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 """Part of every cache key: bumped when a stage's code changes what it produces, so old caches are rebuilt."""

@@ -19,7 +19,7 @@ from ..evaluate import metrics
 from ..evaluate.evaluator import evaluate_model
 from ..evaluate.run import write_eval_outputs
 from ..fingerprint import file_digest, hash_json, path_fingerprint
-from ..gym.tasks import get_task
+from ..gym import get_task
 from ..rewards.sources import GymSource
 from ..train.align import run_align
 from ..train.configs import AlignConfig
@@ -65,7 +65,7 @@ def evaluate_run(cfg: DemoConfig, world: World, model: str, run_dir: str | Path,
     heldout, _ = load_groups(world.heldout, format="group")
     result = evaluate_model(
         model, world.eval_prompts, GymSource(task), reference=world.sft, pairs=heldout,
-        sampling=sampling(task, cfg.eval_samples, cfg.eval_temperature, cfg.seed + 4),
+        sampling=sampling(world.stats["sft"]["max_new_tokens"], cfg.eval_samples, cfg.eval_temperature, cfg.seed + 4),
         max_length=cfg.max_length)
     rewards = _nested_rewards(result)
     if baseline_rewards is not None:
@@ -80,8 +80,9 @@ def sft_baseline(cfg: DemoConfig, world: World, run_dir: str | Path) -> dict[str
     """The SFT policy evaluated as a run of its own (``runs/sft``): the table's first row and the baseline
     of every win rate. Cached by the evaluation settings."""
     run_dir = Path(run_dir)
-    key = hash_json({"version": PIPELINE_VERSION, "sft": path_fingerprint(world.sft), "eval": _eval_key(cfg),
-                "eval_prompts": hash_json(world.eval_prompts), "heldout": file_digest(world.heldout)})
+    key = hash_json({"version": PIPELINE_VERSION, "sft": path_fingerprint(world.sft),
+                     "eval": _eval_key(cfg, world), "eval_prompts": hash_json(world.eval_prompts),
+                     "heldout": file_digest(world.heldout)})
     cache = run_dir / "rewards.json"
     if cfg.reuse and cache.is_file() and (run_dir / "eval.json").is_file():
         saved = json.loads(cache.read_text())
@@ -93,9 +94,10 @@ def sft_baseline(cfg: DemoConfig, world: World, run_dir: str | Path) -> dict[str
     return result
 
 
-def _eval_key(cfg: DemoConfig) -> dict[str, Any]:
-    return {f: getattr(cfg, f) for f in ("task", "task_args", "seed", "eval_prompts", "eval_samples",
-                                         "eval_temperature", "max_length")}
+def _eval_key(cfg: DemoConfig, world: World) -> dict[str, Any]:
+    """The evaluation settings, and the task's code (its gold reward judges every run)."""
+    return {"task_code": world.task_key} | {f: getattr(cfg, f) for f in (
+        "task", "task_args", "seed", "eval_prompts", "eval_samples", "eval_temperature", "max_length")}
 
 
 def run_method(cfg: DemoConfig, world: World, name: str, spec: MethodSpec, run_dir: str | Path,
@@ -106,7 +108,8 @@ def run_method(cfg: DemoConfig, world: World, name: str, spec: MethodSpec, run_d
     quiet_transformers()
     run_dir = Path(run_dir)
     key = hash_json({"version": PIPELINE_VERSION, "spec": dataclasses.asdict(spec), "data": data or world.train,
-                "data_key": file_digest(data or world.train), "sft": path_fingerprint(world.sft), "eval": _eval_key(cfg),
+                "data_key": file_digest(data or world.train), "sft": path_fingerprint(world.sft),
+                "eval": _eval_key(cfg, world),
                 "eval_prompts": hash_json(world.eval_prompts), "heldout": file_digest(world.heldout),
                 "align": {f: getattr(cfg, f) for f in ("align_steps", "align_batch_size", "seed", "max_length")}})
     marker = run_dir / "run_key.json"
@@ -131,12 +134,12 @@ def summary_args(run_dir: Path) -> dict[str, Any]:
 
 
 HEADLINE = ("reward_mean", "reward_ci", "win_rate", "win_rate_ci", "kl", "kl_ci", "chosen_logp_shift",
-            "chosen_logp_shift_ci", "rejected_logp_shift", "rejected_logp_shift_ci", "margin_shift")
+            "chosen_logp_shift_ci", "rejected_logp_shift", "rejected_logp_shift_ci", "margin_shift",
+            "eos_missing_fraction")
 
 
 def headline(result: dict[str, Any]) -> dict[str, Any]:
     out = {k: result.get(k) for k in HEADLINE}
     length = result.get("length") or {}
     out["tokens_mean"] = length.get("tokens_mean")
-    out["unfinished_fraction"] = length.get("unfinished_fraction")
     return out

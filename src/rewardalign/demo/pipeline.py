@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from ..evaluate.metrics import eos_warning
 from ..evaluate.report import compare_runs
 from .config import DemoConfig, demo_config
+from .learning import StageDidNotLearn
 from .methods import headline, run_method, sft_baseline
-from .report import results_table, write_report
+from .report import results_table, stop_message, write_report, write_stopped_report
 from .stages import build_world, torch_threads
 
 # ---- the command ------------------------------------------------------------------------------------------------
 
 
 def run_demo(raw: dict[str, Any] | DemoConfig, command: str = "rewardalign demo") -> dict[str, Any]:
-    """Run the whole demo from a config mapping; returns ``demo.json``'s content."""
+    """Run the whole demo from a config mapping; returns ``demo.json``'s content. When SFT or the reward model
+    did not learn (:mod:`.learning`) and ``force`` is off, it stops there: ``stopped`` holds why, the report says
+    so and no method is aligned or ranked."""
     cfg = raw if isinstance(raw, DemoConfig) else demo_config(raw)
     with torch_threads(cfg.threads):
         return _run_demo(cfg, command)
@@ -29,7 +34,17 @@ def _run_demo(cfg: DemoConfig, command: str) -> dict[str, Any]:
     log = print if cfg.verbose else (lambda _msg: None)
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    world = build_world(cfg, out, log)
+    try:
+        world = build_world(cfg, out, log)
+    except StageDidNotLearn as err:
+        seconds = time.perf_counter() - start
+        write_stopped_report(cfg, err.stats, err.failures, seconds, command)
+        result = {"config": dataclasses.asdict(cfg), "stats": err.stats, "stopped": err.failures, "rows": [],
+                  "seconds": round(seconds, 1)}
+        (out / "demo.json").write_text(json.dumps(result, indent=2, default=str))
+        print(stop_message(err.failures), file=sys.stderr)
+        log(f"written: {out / 'report.md'}, demo.json")
+        return result
     runs = out / "runs"
     t0 = time.perf_counter()
     sft_eval = sft_baseline(cfg, world, runs / "sft")
@@ -42,13 +57,16 @@ def _run_demo(cfg: DemoConfig, command: str) -> dict[str, Any]:
         ev = row["eval"]
         log(f"[{name}] {row['seconds']:.1f} s: gold reward {ev['reward_mean']:.3f}, win rate "
             f"{ev['win_rate']:.3f}, KL {ev['kl']:.2f}")
+        warning = eos_warning(ev.get("eos_missing_fraction"))
+        if warning:
+            print(f"[{name}] {warning}", file=sys.stderr)
     plots: dict[str, str] = {}
     if cfg.plots:
         report = compare_runs([runs / "sft", *(runs / n for n in cfg.methods)], out)
         plots = report["plots"]
     seconds = time.perf_counter() - start
     write_report(cfg, world, rows, plots, seconds, command)
-    result = {"config": dataclasses.asdict(cfg), "stats": world.stats, "rows": rows, "plots": plots,
+    result = {"config": dataclasses.asdict(cfg), "stats": world.stats, "stopped": [], "rows": rows, "plots": plots,
               "table": results_table(rows), "seconds": round(seconds, 1)}
     (out / "demo.json").write_text(json.dumps(result, indent=2, default=str))
     log("")

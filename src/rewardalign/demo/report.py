@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..gym.tasks import get_task
+from ..evaluate.metrics import EOS_MISSING_WARN
+from ..gym import Task, get_task
 from .config import FEEDBACK_TEXT, METHODS, DemoConfig
+from .learning import RM_MIN_ACCURACY, SFT_MIN_SHARE, quality_failures
 from .stages import World
 
 # ---- the report -------------------------------------------------------------------------------------------------
@@ -26,8 +28,8 @@ def _fmt(value: Any, ci: Any = None, digits: int = 3) -> str:
 def results_table(rows: Sequence[dict[str, Any]]) -> str:
     """The demo's Markdown table: one row per policy (the SFT policy first)."""
     lines = ["| policy | feedback | lr | β | gold reward (95% CI) | win rate vs SFT (95% CI) | KL(π‖SFT) | "
-             "Δ log p chosen | Δ log p rejected |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "Δ log p chosen | Δ log p rejected | no EOS |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ev = r["eval"]
         beta = (r.get("objective_args") or {}).get("beta")
@@ -36,7 +38,8 @@ def results_table(rows: Sequence[dict[str, Any]]) -> str:
             f"{r['learning_rate'] if r.get('learning_rate') is not None else '–'} | "
             f"{beta if beta is not None else '–'} | {_fmt(ev.get('reward_mean'), ev.get('reward_ci'))} | "
             f"{_fmt(ev.get('win_rate'), ev.get('win_rate_ci'))} | {_fmt(ev.get('kl'), ev.get('kl_ci'), 2)} | "
-            f"{_fmt(ev.get('chosen_logp_shift'), None, 2)} | {_fmt(ev.get('rejected_logp_shift'), None, 2)} |")
+            f"{_fmt(ev.get('chosen_logp_shift'), None, 2)} | {_fmt(ev.get('rejected_logp_shift'), None, 2)} | "
+            f"{_fmt(ev.get('eos_missing_fraction'), None, 2)} |")
     return "\n".join(lines)
 
 
@@ -65,33 +68,90 @@ def observations(rows: Sequence[dict[str, Any]]) -> list[str]:
                + "; below it: " + (", ".join(f"`{n}`" for n in below) or "none") + ".")
     out.append("- Lowered the held-out chosen responses' log-prob: " + (", ".join(f"`{n}`" for n in lowered)
                                                                        or "none") + ".")
-    unfinished = [(r["name"], r["eval"].get("unfinished_fraction") or 0.0) for r in methods]
-    unfinished = [(n, f) for n, f in unfinished if f > 0.1]
-    if unfinished:
-        out.append("- Samples that reach max_new_tokens without ending (the policy pushed EOS down): "
-                   + ", ".join(f"`{n}` ({100 * f:.0f}%)" for n, f in unfinished) + ".")
+    no_eos = [(r["name"], r["eval"].get("eos_missing_fraction") or 0.0) for r in rows]
+    no_eos = [(n, f) for n, f in no_eos if f > EOS_MISSING_WARN]
+    if no_eos:
+        out.append(f"- **Warning**: more than {100 * EOS_MISSING_WARN:.0f}% of the samples never emit EOS (the policy "
+                   "pushed the end of its responses down; their rewards are those of cut-off text): "
+                   + ", ".join(f"`{n}` ({100 * f:.0f}%)" for n, f in no_eos) + ".")
     out.append("- One seed, one run per method: `python benchmarks/claims.py` measures the papers' claims over "
                "several seeds with beta sweeps.")
     return out
 
 
+def task_line(task: Task) -> str:
+    """The first line of the task class's own docstring, else its class name (a task need not have one)."""
+    doc = (type(task).__doc__ or "").strip()
+    return doc.splitlines()[0].replace("``", "`") if doc else type(task).__name__
+
+
+def quality_lines(cfg: DemoConfig, stats: dict[str, Any], task: Task) -> list[str]:
+    """Did SFT and the reward model learn? Their held-out figures against the quality gates (demo.learning)."""
+    data, sft = stats["data"], stats["sft"]
+    failures = quality_failures(stats, task.reward_range)
+    passed = {True: "passed", False: "**FAILED**"}
+    lines = [
+        f"- **SFT**: gold reward of its samples on {data['sft_val_prompts']} held-out prompts "
+        f"**{sft['heldout_gold']:.3f}** (best at step {sft['best_step']} of {sft['steps']}, cap {cfg.sft_steps}), "
+        f"against the demonstrations' **{data['demonstration_gold_mean']:.3f}** and random responses' "
+        f"**{data['random_gold_mean']:.3f}** (a response that ignores its prompt: `Task.random_response`, by default "
+        f"a demonstration of another prompt); {sft['heldout_gold'] / max(data['demonstration_gold_mean'], 1e-9):.2f}"
+        f"× the demonstrations. Gate (SFT gains at least {SFT_MIN_SHARE:g} of the demonstrations' advantage over "
+        f"random): {passed[not any(f.startswith('SFT') for f in failures)]}.",
+    ]
+    if "annotation" in stats:
+        rm, ann = stats["reward_model"], stats["annotation"]
+        lines.append(
+            f"- **Reward model**: {rm['steps']} steps (stopped when its accuracy on the held-out 10% of the pairs "
+            f"stalled, at most {cfg.rm_epochs:g} epochs); held-out pair accuracy {_fmt(rm.get('heldout_accuracy'))} "
+            f"against the noisy labels; it orders **{_fmt(ann['heldout_rm_gold_agreement'])}** of the held-out "
+            f"groups' response pairs as the gold reward does (groups never used to train or select it). Gate (at "
+            f"least {RM_MIN_ACCURACY:g}): {passed[not any(f.startswith('the reward model') for f in failures)]}.")
+    return lines
+
+
+def stop_message(failures: list[str]) -> str:
+    """What the demo says when a stage did not learn."""
+    return ("The demo stopped: " + "; ".join(failures) + ". The methods are not ranked: a comparison of alignment "
+            "methods on a world where this stage did not learn would not mean anything. Give SFT or the reward "
+            "model more to learn from (--sft_steps, --model_init.hidden_size, --prompts, --rm_epochs), or rerun "
+            "with --force to continue anyway.")
+
+
+def write_stopped_report(cfg: DemoConfig, stats: dict[str, Any], failures: list[str], seconds: float,
+                         command: str) -> str:
+    """``report.md`` of a demo stopped by a quality gate: why, and the figures of the stages it built."""
+    task = get_task(cfg.task, **cfg.task_args)
+    text = [f"# rewardalign demo: {cfg.task}, seed {cfg.seed} — stopped", "", f"`{command}` — {seconds:.0f} s wall "
+            "time.", "", f"**{stop_message(failures)}**", "", "## Did the stages learn?", "",
+            *quality_lines(cfg, stats, task), ""]
+    report = "\n".join(text)
+    (Path(cfg.output) / "report.md").write_text(report)
+    return report
+
+
 def write_report(cfg: DemoConfig, world: World, rows: list[dict[str, Any]], plots: dict[str, str],
                  seconds: float, command: str) -> str:
-    """``report.md`` in the output folder: the setup, the table, the choices and where the plots are."""
+    """``report.md`` in the output folder: the setup, whether the stages learned, the table, the choices and where
+    the plots are."""
     s = world.stats
     smp, pref, rm, ann, sft = s["samples"], s["preferences"], s["reward_model"], s["annotation"], s["sft"]
     task = get_task(cfg.task, **cfg.task_args)
+    failures = quality_failures(s, task.reward_range)
+    warning = (["**Warning: " + "; ".join(failures) + ". The run continued because of --force: the ranking below "
+                "does not mean much.**", ""] if failures else [])
     text = [
         f"# rewardalign demo: {cfg.task}, seed {cfg.seed}",
         "",
         f"`{command}` — {seconds:.0f} s wall time.",
         "",
+        *warning,
         "## Setup",
         "",
-        f"- **Task** `{cfg.task}` ({type(task).__name__}): gold reward in [0, 1], "
-        f"{(task.__doc__ or '').strip().splitlines()[0].replace('``', '`')}",
+        f"- **Task** `{cfg.task}` ({type(task).__name__}): gold reward in {list(task.reward_range)}, {task_line(task)}",
         f"- **SFT**: a tiny Llama {cfg.model_init} and a BPE tokenizer built from the data, "
-        f"{sft['steps']} steps × {cfg.sft_batch_size} on {s['data']['sft_examples']} imperfect demonstrations "
+        f"{sft['steps']} steps × {cfg.sft_batch_size} (at most {cfg.sft_steps}; the best of its evaluations every "
+        f"{cfg.sft_eval_every} steps is kept) on {s['data']['sft_examples']} imperfect demonstrations "
         f"(their gold reward: {s['data']['demonstration_gold_mean']:.3f}).",
         f"- **Samples**: K = {cfg.k} responses per prompt from the SFT policy (temperature "
         f"{cfg.sample_temperature}) on {smp['prompts']} prompts; gold reward of the samples "
@@ -103,7 +163,8 @@ def write_report(cfg: DemoConfig, world: World, rows: list[dict[str, Any]], plot
         f"gold reward (temperature {cfg.annotator.get('temperature', 0.1)}, flip probability "
         f"{cfg.annotator.get('flip_prob', 0.0)}): {pref['pairs']} pairs ({pref['ties_skipped']} exact ties "
         f"skipped), {100 * pref['agree_with_gold']:.1f}% agree with the gold reward.",
-        f"- **Reward model**: Bradley-Terry head on the SFT model, {cfg.rm_epochs:g} epoch(s) on those pairs; "
+        f"- **Reward model**: Bradley-Terry head on the SFT model, {rm['steps']} steps on those pairs (at most "
+        f"{cfg.rm_epochs:g} epochs; the best of its evaluations every {cfg.rm_eval_every} steps is kept); "
         f"held-out pair accuracy {_fmt(rm.get('heldout_accuracy'))}; it orders "
         f"{100 * ann['heldout_rm_gold_agreement']:.1f}% of the held-out groups' response pairs as the gold "
         f"reward does.",
@@ -122,6 +183,10 @@ def write_report(cfg: DemoConfig, world: World, rows: list[dict[str, Any]], plot
         f"SFT policy's samples paired by prompt and sample index (ties count ½); KL(π‖SFT) is the Monte-Carlo "
         f"estimate on the policy's own samples; Δ log p: mean log-prob change of the held-out groups' chosen "
         f"(best by RM) and rejected (worst by RM) responses.",
+        "",
+        "## Did the stages learn?",
+        "",
+        *quality_lines(cfg, s, task),
         "",
         "## Results",
         "",

@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import random
+import shutil
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -17,14 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 import transformers
+from transformers import EarlyStoppingCallback
 
 from ..config import from_dict
 from ..data import load_groups, validate_group, write_groups_jsonl
 from ..data.schema import DropReport, Group
 from ..fingerprint import hash_json
+from ..gym import Task, get_task, task_identity
 from ..gym.data import make_prompts, make_sft_data, read_jsonl, write_jsonl
 from ..gym.feedback import FeedbackConfig, build_groups, build_pairs
-from ..gym.tasks import Task, get_task
 from ..modeling.generation import SamplingConfig, generate_samples
 from ..modeling.loading import load_causal_lm, load_tokenizer
 from ..rewards.annotate import run_annotate
@@ -34,6 +36,7 @@ from ..train.configs import SFTConfig
 from ..train.reward_model import run_train_rm
 from ..train.sft import run_sft
 from .config import PIPELINE_VERSION, DemoConfig
+from .learning import GoldRewardStopping, StageDidNotLearn, quality_failures
 
 # ---- small utilities --------------------------------------------------------------------------------------------
 
@@ -97,11 +100,12 @@ def quiet_transformers() -> None:
 
 @dataclass
 class World:
-    """What every aligned policy shares: paths of the SFT model, the reward model and the data, and the
-    statistics of their making (for the report)."""
+    """What every aligned policy shares: the task (its spec and the hash of its code), paths of the SFT model, the
+    reward model and the data, and the statistics of their making (for the report)."""
 
     root: str
     task: str
+    task_key: str
     sft: str
     rm: str
     train: str
@@ -111,7 +115,9 @@ class World:
 
 
 def make_data(cfg: DemoConfig, task: Task, root: Path) -> dict[str, Any]:
-    """SFT demonstrations (``data/sft.jsonl``), preference and evaluation prompts (``data/*.json``)."""
+    """SFT demonstrations (``data/sft.jsonl``), preference, evaluation and SFT validation prompts (``data/*.json``);
+    the gold reward of the demonstrations and of random responses (:meth:`Task.random_response`) on their
+    prompts, the two ends SFT is measured against."""
     data = root / "data"
     sft_rows = make_sft_data(task, cfg.sft_examples, seed=cfg.seed)
     write_jsonl(({"prompt": r["prompt"], "responses": [r["response"]]} for r in sft_rows), data / "sft.jsonl")
@@ -119,11 +125,18 @@ def make_data(cfg: DemoConfig, task: Task, root: Path) -> dict[str, Any]:
     seen = set(prompts) | {r["prompt"] for r in sft_rows}
     eval_prompts = held_out_prompts(make_prompts(task, 20 * cfg.eval_prompts, seed=cfg.seed + 2), seen,
                                     cfg.eval_prompts)
+    val_prompts = held_out_prompts(make_prompts(task, 20 * cfg.sft_eval_prompts, seed=cfg.seed + 5),
+                                   seen | set(eval_prompts), cfg.sft_eval_prompts)
     (data / "prompts.json").write_text(json.dumps(prompts))
     (data / "eval_prompts.json").write_text(json.dumps(eval_prompts))
+    (data / "sft_val_prompts.json").write_text(json.dumps(val_prompts))
+    rng = random.Random(f"random-responses:{cfg.seed}")
     demo_gold = statistics.mean(task.gold_reward(r["prompt"], r["response"]) for r in sft_rows)
-    return {"sft_examples": len(sft_rows), "demonstration_gold_mean": demo_gold, "prompts": len(prompts),
-            "eval_prompts": len(eval_prompts), "eval_prompts_seen_in_training": sum(p in seen for p in eval_prompts)}
+    random_gold = statistics.mean(task.gold_reward(r["prompt"], task.random_response(r["prompt"], rng))
+                                  for r in sft_rows)
+    return {"sft_examples": len(sft_rows), "demonstration_gold_mean": demo_gold, "random_gold_mean": random_gold,
+            "prompts": len(prompts), "eval_prompts": len(eval_prompts), "sft_val_prompts": len(val_prompts),
+            "eval_prompts_seen_in_training": sum(p in seen for p in eval_prompts)}
 
 
 def held_out_prompts(candidates: Sequence[str], seen: set[str], n: int) -> list[str]:
@@ -134,35 +147,43 @@ def held_out_prompts(candidates: Sequence[str], seen: set[str], n: int) -> list[
     return (unseen + [p for p in distinct if p in seen])[:n]
 
 
-def train_sft(cfg: DemoConfig, root: Path) -> dict[str, Any]:
-    """The tiny model and tokenizer from ``model_init``, fine-tuned on the demonstrations into ``sft/``."""
+def train_sft(cfg: DemoConfig, task: Task, root: Path) -> dict[str, Any]:
+    """The tiny model and tokenizer from ``model_init``, fine-tuned on the demonstrations into ``sft/`` until the
+    gold reward of its samples on the validation prompts stops improving (at most ``sft_steps`` steps); the
+    best weights are kept (:class:`~.learning.GoldRewardStopping`). ``max_new_tokens`` of every later sampling
+    stage is set here, from the tokenizer (:func:`~.learning.generation_budget`)."""
+    rows = read_jsonl(root / "data" / "sft.jsonl")
+    well_formed = [r["responses"][0] for r in rows] + [task.best_response(r["prompt"]) for r in rows]
+    stopping = GoldRewardStopping(task, json.loads((root / "data" / "sft_val_prompts.json").read_text()),
+                                  well_formed, cfg.sft_eval_every, cfg.sft_patience, seed=cfg.seed + 6)
     with log_to(root / "logs" / "sft.log"):
-        summary = _run_sft(cfg, root)
-    return {"steps": summary["steps"], "train_loss": summary["train_loss"], "seconds": summary["seconds"]}
+        summary = _run_sft(cfg, root, stopping)
+    return {"steps": summary["steps"], "train_loss": summary["train_loss"], "seconds": summary["seconds"],
+            **stopping.summary()}
 
 
-def _run_sft(cfg: DemoConfig, root: Path) -> dict[str, Any]:
+def _run_sft(cfg: DemoConfig, root: Path, stopping: GoldRewardStopping) -> dict[str, Any]:
     return run_sft(from_dict(SFTConfig, {
         "model_init": dict(cfg.model_init), "data": str(root / "data" / "sft.jsonl"), "format": "group",
         "max_length": cfg.max_length, "output_dir": str(root / "sft"), "max_steps": cfg.sft_steps,
         "per_device_train_batch_size": cfg.sft_batch_size, "learning_rate": cfg.sft_learning_rate,
         "lr_scheduler_type": "cosine", "warmup_steps": min(20, cfg.sft_steps // 10), "logging_steps": 25,
         "seed": cfg.seed, "disable_tqdm": True, "report_to": "none",
-    }, "sft"))
+    }, "sft"), callbacks=[stopping])
 
 
-def sampling(task: Task, n: int, temperature: float, seed: int) -> SamplingConfig:
-    return SamplingConfig(n_samples=n, temperature=temperature, max_new_tokens=task.max_new_tokens, seed=seed,
+def sampling(max_new_tokens: int, n: int, temperature: float, seed: int) -> SamplingConfig:
+    return SamplingConfig(n_samples=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
                           batch_size=256)
 
 
-def sample_groups(cfg: DemoConfig, task: Task, root: Path) -> dict[str, Any]:
+def sample_groups(cfg: DemoConfig, task: Task, root: Path, max_new_tokens: int) -> dict[str, Any]:
     """K samples per preference prompt from the SFT policy, as gold-scored groups (``data/groups_gold.jsonl``);
     split into training and held-out groups; groups with K < 2 after duplicate removal are filtered."""
     prompts = json.loads((root / "data" / "prompts.json").read_text())
     model = load_causal_lm(str(root / "sft"))
     samples = generate_samples(model, load_tokenizer(str(root / "sft")), prompts,
-                               sampling(task, cfg.k, cfg.sample_temperature, cfg.seed + 3))
+                               sampling(max_new_tokens, cfg.k, cfg.sample_temperature, cfg.seed + 3))
     drops = DropReport()
     feedback = FeedbackConfig(**(cfg.annotator | {"seed": cfg.seed}))
     groups = build_groups(task, prompts, samples.texts, feedback, drops)
@@ -217,24 +238,33 @@ def preference_pairs(cfg: DemoConfig, root: Path, annotator: dict[str, Any] | No
 
 def train_reward_model_stage(cfg: DemoConfig, root: Path, pairs: str = "human_pairs", out: str = "rm",
                              kind: str = "bt") -> dict[str, Any]:
-    """A reward model (``kind`` bt or oracle) on the SFT model, trained on ``data/<pairs>.jsonl``."""
+    """A reward model (``kind`` bt or oracle) on the SFT model, trained on ``data/<pairs>.jsonl`` until its
+    accuracy on the held-out 10% of the pairs stops improving (evaluated every ``rm_eval_every`` steps, at most
+    ``rm_epochs`` epochs; transformers' ``EarlyStoppingCallback`` with ``load_best_model_at_end``: the best
+    checkpoint is the model)."""
     with log_to(root / "logs" / f"{out}.log"):
         summary = _train_rm(cfg, root, pairs, out, kind)
+    for checkpoint in (root / out).glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
     final = summary.get("final_eval") or {}
     return {"kind": kind, "train_pairs": summary["train_pairs"], "eval_pairs": summary["eval_pairs"],
-            "heldout_accuracy": final.get("eval_accuracy"), "heldout_bt_loss": final.get("eval_bt_loss"),
-            "seconds": summary["seconds"]}
+            "steps": summary["steps"], "heldout_accuracy": final.get("eval_accuracy"),
+            "heldout_bt_loss": final.get("eval_bt_loss"), "seconds": summary["seconds"]}
 
 
 def _train_rm(cfg: DemoConfig, root: Path, pairs: str, out: str, kind: str) -> dict[str, Any]:
+    every = cfg.rm_eval_every
     return run_train_rm(from_dict(RewardModelConfig, {
         "kind": kind, "model": str(root / "sft"), "data": str(root / "data" / f"{pairs}.jsonl"),
         "format": "pairs", "eval_fraction": 0.1, "center_coefficient": cfg.rm_center_coefficient,
         "max_length": cfg.max_length, "output_dir": str(root / out), "num_train_epochs": cfg.rm_epochs,
-        "per_device_train_batch_size": cfg.rm_batch_size, "learning_rate": cfg.rm_learning_rate,
-        "lr_scheduler_type": "cosine", "warmup_steps": 5, "logging_steps": 20, "eval_strategy": "no",
+        "per_device_train_batch_size": cfg.rm_batch_size, "per_device_eval_batch_size": 128,
+        "learning_rate": cfg.rm_learning_rate, "lr_scheduler_type": "cosine", "warmup_steps": 5,
+        "logging_steps": 20, "eval_strategy": "steps", "eval_steps": every, "save_strategy": "steps",
+        "save_steps": every, "save_only_model": True, "save_total_limit": 1, "load_best_model_at_end": True,
+        "metric_for_best_model": "accuracy", "greater_is_better": True,
         "seed": cfg.seed, "disable_tqdm": True, "report_to": "none",
-    }, "train-rm"))
+    }, "train-rm"), callbacks=[EarlyStoppingCallback(cfg.rm_patience)])
 
 
 def _pairwise_agreement(groups: Sequence[Group]) -> float:
@@ -297,29 +327,46 @@ def _with_feedback(g: Group, transform: str, lo: float, hi: float) -> Group:
 
 def build_world(cfg: DemoConfig, root: str | Path | None = None, log: Callable[[str], None] = print) -> World:
     """Stages 1-6 (data, SFT, samples, preferences, reward model, annotation) into ``root`` (default
-    ``cfg.output``), each skipped when its cached key matches."""
+    ``cfg.output``), each skipped when its cached key matches. Every key holds the task's code
+    (:func:`~rewardalign.gym.task_identity`), so an edited task rebuilds them. Unless ``cfg.force``, raises
+    :class:`~.learning.StageDidNotLearn` after SFT, or after annotation, when a quality gate fails (and, even
+    with ``force``, when the samples give no preference pair at all)."""
     quiet_transformers()
     root = Path(root if root is not None else cfg.output)
     root.mkdir(parents=True, exist_ok=True)
     task = get_task(cfg.task, **cfg.task_args)
+    task_key = hash_json(task_identity(task))
     stages = Stages(root, log, cfg.reuse)
-    base = {"version": PIPELINE_VERSION, "task": cfg.task, "task_args": cfg.task_args, "seed": cfg.seed}
-    data_key = base | {"sft_examples": cfg.sft_examples, "prompts": cfg.prompts, "eval_prompts": cfg.eval_prompts}
+    base = {"version": PIPELINE_VERSION, "task": cfg.task, "task_args": cfg.task_args, "task_code": task_key,
+            "seed": cfg.seed}
+    data_key = base | {f: getattr(cfg, f) for f in ("sft_examples", "prompts", "eval_prompts", "sft_eval_prompts")}
     sft_key = data_key | {f: getattr(cfg, f) for f in ("model_init", "sft_steps", "sft_batch_size",
-                                                       "sft_learning_rate", "max_length")}
+                                                       "sft_learning_rate", "sft_eval_every", "sft_patience",
+                                                       "max_length")}
     sample_key = sft_key | {f: getattr(cfg, f) for f in ("k", "sample_temperature", "heldout_fraction",
                                                           "annotator")}
     rm_key = sample_key | {f: getattr(cfg, f) for f in ("rm_epochs", "rm_batch_size", "rm_learning_rate",
-                                                         "rm_center_coefficient")}
-    stats = {
-        "data": stages.run("data", data_key, lambda: make_data(cfg, task, root)),
-        "sft": stages.run("sft", sft_key, lambda: train_sft(cfg, root)),
-        "samples": stages.run("samples", sample_key, lambda: sample_groups(cfg, task, root)),
-        "preferences": stages.run("preferences", sample_key, lambda: preference_pairs(cfg, root)),
-        "reward_model": stages.run("reward_model", rm_key, lambda: train_reward_model_stage(cfg, root)),
-        "annotation": stages.run("annotation", rm_key | {"score_transform": cfg.score_transform},
-                                 lambda: annotate_groups(cfg, root)),
-    }
-    return World(root=str(root), task=cfg.task, sft=str(root / "sft"), rm=str(root / "rm"),
+                                                         "rm_center_coefficient", "rm_eval_every", "rm_patience")}
+    stats: dict[str, Any] = {}
+
+    def gate() -> None:
+        failures = quality_failures(stats, task.reward_range)
+        if failures and not cfg.force:
+            raise StageDidNotLearn(failures, stats)
+
+    stats["data"] = stages.run("data", data_key, lambda: make_data(cfg, task, root))
+    stats["sft"] = stages.run("sft", sft_key, lambda: train_sft(cfg, task, root))
+    gate()
+    stats["samples"] = stages.run("samples", sample_key,
+                                  lambda: sample_groups(cfg, task, root, stats["sft"]["max_new_tokens"]))
+    stats["preferences"] = stages.run("preferences", sample_key, lambda: preference_pairs(cfg, root))
+    if not stats["preferences"]["pairs"]:  # nothing to train a reward model on, --force or not
+        raise StageDidNotLearn(["the SFT policy's samples give no preference pair (the samples of every prompt have "
+                                "the same gold reward), so there is no reward model to train"], stats)
+    stats["reward_model"] = stages.run("reward_model", rm_key, lambda: train_reward_model_stage(cfg, root))
+    stats["annotation"] = stages.run("annotation", rm_key | {"score_transform": cfg.score_transform},
+                                     lambda: annotate_groups(cfg, root))
+    gate()
+    return World(root=str(root), task=cfg.task, task_key=task_key, sft=str(root / "sft"), rm=str(root / "rm"),
                  train=str(root / "data" / "train.jsonl"), heldout=str(root / "data" / "heldout.jsonl"),
                  eval_prompts=json.loads((root / "data" / "eval_prompts.json").read_text()), stats=stats)

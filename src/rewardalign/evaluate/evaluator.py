@@ -13,7 +13,9 @@ What it measures (each only where its inputs are given):
 - ``chosen_logp_shift`` / ``rejected_logp_shift``: likelihood displacement on held-out groups ``pairs``:
   the mean of log pi(y|x) - log pi_ref(y|x) over their chosen and their rejected responses (tokenised as
   training tokenises them), and ``margin_shift`` = chosen - rejected shift;
-- ``length``: response length in tokens and characters, and the share cut by max_new_tokens.
+- ``eos_missing_fraction`` (and ``baseline_eos_missing_fraction``): the share of samples that never emit EOS (cut
+  by max_new_tokens); above 10% (``metrics.EOS_MISSING_WARN``) ``evaluate`` and the demo warn;
+- ``length``: response length in tokens and characters.
 
 Log-probs come from :func:`rewardalign.modeling.logprobs.batch_logps` on the exact sampled token ids (never
 re-tokenised text), with the prompt ids the generation saw.
@@ -217,7 +219,8 @@ def evaluate_model(
          "tokens": tokens[i][j], "finished": samples.finished[i][j]}
         for i, p in enumerate(samples.prompts) for j in range(samples.n_samples)
     ]
-    out["length"] = metrics.length_stats(tokens, [[len(t) for t in row] for row in samples.texts], samples.finished)
+    out["eos_missing_fraction"] = metrics.eos_missing_fraction(samples.finished)
+    out["length"] = metrics.length_stats(tokens, [[len(t) for t in row] for row in samples.texts])
 
     rewards = None
     if judge is not None:
@@ -230,8 +233,9 @@ def evaluate_model(
         base_model = _load(baseline, device, "baseline", **load)
         base_tok = baseline_tokenizer or _tokenizer_of(baseline) or tokenizer
         base = generate_samples(base_model, base_tok, prompts, sampling, chat_template, max_prompt_length)
+        out["baseline_eos_missing_fraction"] = metrics.eos_missing_fraction(base.finished)
         out["baseline_length"] = metrics.length_stats(base.lengths(stop_token_ids(base_tok, base_model)),
-                                                      [[len(t) for t in row] for row in base.texts], base.finished)
+                                                      [[len(t) for t in row] for row in base.texts])
         for rec in records:
             rec["baseline_response"] = base.texts[rec["prompt_index"]][rec["sample_index"]]
         if judge is not None:

@@ -142,10 +142,28 @@ def logp_shift(policy_logps: Sequence[float], ref_logps: Sequence[float], confid
     return mean_ci([a - b for a, b in zip(policy_logps, ref_logps)], confidence, method, seed=seed)
 
 
-def length_stats(tokens: Sequence[Sequence[int]], chars: Sequence[Sequence[int]],
-                 finished: Sequence[Sequence[bool]] | None = None) -> dict[str, float]:
-    """Mean response length in tokens (stop token excluded) and characters; ``unfinished_fraction``: share
-    of responses cut by max_new_tokens before a stop token."""
+EOS_MISSING_WARN = 0.10
+"""Above this share of samples without EOS, ``evaluate`` and the demo warn: the policy has pushed EOS down."""
+
+
+def eos_missing_fraction(finished: Sequence[Sequence[bool]]) -> float:
+    """Share of responses that never emit a stop token (cut by max_new_tokens), from [prompt][sample] flags."""
+    flat = [bool(f) for row in finished for f in row]
+    if not flat:
+        raise ValueError("no responses")
+    return 1.0 - sum(flat) / len(flat)
+
+
+def eos_warning(fraction: float | None) -> str | None:
+    """One line of warning when more than :data:`EOS_MISSING_WARN` of the samples never emit EOS, else None."""
+    if fraction is None or fraction <= EOS_MISSING_WARN:
+        return None
+    return (f"warning: {100 * fraction:.0f}% of the samples never emit EOS (more than {100 * EOS_MISSING_WARN:.0f}%): "
+            f"the policy has pushed the end of its responses down, and its rewards are those of cut-off text")
+
+
+def length_stats(tokens: Sequence[Sequence[int]], chars: Sequence[Sequence[int]]) -> dict[str, float]:
+    """Mean response length in tokens (stop token excluded) and characters, and the longest in tokens."""
     flat_tokens = [t for row in tokens for t in row]
     flat_chars = [c for row in chars for c in row]
     if not flat_tokens:
@@ -155,9 +173,6 @@ def length_stats(tokens: Sequence[Sequence[int]], chars: Sequence[Sequence[int]]
         "tokens_max": int(max(flat_tokens)),
         "chars_mean": float(np.mean(flat_chars)),
     }
-    if finished is not None:
-        flat = [f for row in finished for f in row]
-        out["unfinished_fraction"] = 1.0 - float(np.mean(flat))
     return out
 
 

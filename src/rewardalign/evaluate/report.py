@@ -3,7 +3,7 @@
 A run folder may hold ``summary.json``, ``config.yaml`` (``objective``, ``objective_args.beta``),
 ``metrics.jsonl`` (training logs: loss, rewards/chosen, logps/chosen, eval_ranking_accuracy, ... with step)
 and ``eval.json`` (from ``rewardalign evaluate``: reward_mean, reward_ci, kl, win_rate, chosen_logp_shift,
-rejected_logp_shift, length, ...); it needs at least one of them. The output folder gets:
+rejected_logp_shift, eos_missing_fraction, length, ...); it needs at least one of them. The output folder gets:
 
 - ``compare.md``: a Markdown table, one row per run (columns that no run has are left out), and the plots;
 - ``compare.json``: every run's objective, beta, summary, eval and training curves, for machines;
@@ -135,6 +135,7 @@ def table_row(run: Run) -> dict[str, Any]:
         "chosen_logp_shift": _number(ev.get("chosen_logp_shift")),
         "rejected_logp_shift": _number(ev.get("rejected_logp_shift")),
         "tokens_mean": _number(length.get("tokens_mean")),
+        "eos_missing_fraction": _number(ev.get("eos_missing_fraction")),
     }
 
 
@@ -144,7 +145,7 @@ COLUMNS = (
     ("train_loss", "train loss", False), ("eval_ranking_accuracy", "eval ranking acc.", False),
     ("reward_mean", "reward (95% CI)", True), ("kl", "KL", True), ("win_rate", "win rate", True),
     ("chosen_logp_shift", "Δ log p chosen", False), ("rejected_logp_shift", "Δ log p rejected", False),
-    ("tokens_mean", "tokens", False),
+    ("tokens_mean", "tokens", False), ("eos_missing_fraction", "no EOS", False),
 )
 
 

@@ -132,5 +132,6 @@ def summary_lines(result: dict[str, Any]) -> dict[str, Any]:
     for key in ("reward_mean", "baseline_reward_mean", "win_rate", "kl", "chosen_logp_shift",
                 "rejected_logp_shift"):
         lines[key] = with_ci(key)
+    lines["eos_missing_fraction"] = f"{result['eos_missing_fraction']:.3f}"
     lines["length"] = result["length"]
     return {k: v for k, v in lines.items() if v is not None}

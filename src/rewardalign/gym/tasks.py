@@ -8,7 +8,8 @@ reward accepts ANY string as a response (garbage scores 0) but raises on a promp
 Plain text layout (as :mod:`rewardalign.data.tokenize` joins it): ``prompt + response + EOS``; a response
 starts with a space, so the byte-level BPE never merges across the prompt/response boundary.
 
-Tasks (``TASKS``; ``get_task(name, **kwargs)``):
+Built-in tasks (:data:`rewardalign.gym.registry.TASKS`; any task, built in or not, is built by
+:func:`rewardalign.gym.registry.get_task`):
 
 - ``arithmetic``: ``"add 23 and 45 ="`` -> ``" 68 ."``; reward = 0.75 * digit accuracy + 0.25 * [" ." ending].
 - ``sort``: ``"sort: d a c b ->"`` -> ``" a, b, c, d"``; reward = 0.75 * position accuracy + 0.25 * [commas].
@@ -21,17 +22,9 @@ from __future__ import annotations
 import random
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
-__all__ = [
-    "TASKS",
-    "ArithmeticTask",
-    "KeywordTask",
-    "SortTask",
-    "Task",
-    "get_task",
-]
+__all__ = ["ArithmeticTask", "KeywordTask", "SortTask", "Task"]
 
 
 class Task(ABC):
@@ -67,6 +60,12 @@ class Task(ABC):
     @abstractmethod
     def best_response(self, prompt: str) -> str:
         """A response with the maximal gold reward (for tests and as a ceiling in reports)."""
+
+    def random_response(self, prompt: str, rng: random.Random) -> str:
+        """A response that ignores ``prompt``: the chance level SFT must clearly beat (the demo's quality gate).
+        By default a demonstration of another prompt drawn from the task, so it has the task's form but not
+        this prompt's content; override it where that is not what chance means for a task."""
+        return self.demonstration(self.sample_prompt(rng), rng)
 
     def corpus(self, rng: random.Random, n: int) -> list[str]:
         """``n`` texts covering the task's vocabulary, to train a tokenizer: for each prompt,
@@ -333,18 +332,3 @@ class KeywordTask(Task):
         if rng.random() < self.p_keyword:
             words[rng.randrange(n)] = keyword
         return " " + " ".join(words)
-
-
-TASKS: dict[str, Callable[..., Task]] = {
-    ArithmeticTask.name: ArithmeticTask,
-    SortTask.name: SortTask,
-    KeywordTask.name: KeywordTask,
-}
-"""Task name -> factory; the factory's keyword arguments are the task's knobs."""
-
-
-def get_task(name: str, **kwargs: Any) -> Task:
-    """Build the task registered as ``name`` with ``kwargs`` (e.g. ``get_task("sort", max_items=5)``)."""
-    if name not in TASKS:
-        raise ValueError(f"unknown gym task {name!r}; known: {', '.join(sorted(TASKS))}")
-    return TASKS[name](**kwargs)

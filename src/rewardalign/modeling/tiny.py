@@ -11,7 +11,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlamaForSequenceClassification,
+    PreTrainedTokenizerFast,
+)
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 
@@ -42,18 +47,11 @@ def build_tiny_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrai
     return wrapped
 
 
-def build_tiny_model(
-    tokenizer: PreTrainedTokenizerFast,
-    hidden_size: int = 64,
-    num_layers: int = 2,
-    num_heads: int = 4,
-    max_position_embeddings: int = 512,
-    seed: int = 0,
-) -> LlamaForCausalLM:
-    """A Llama-architecture causal LM sized for two CPU cores, initialised from ``seed``."""
-    import torch
-
-    config = LlamaConfig(
+def tiny_config(tokenizer: PreTrainedTokenizerFast, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4,
+                max_position_embeddings: int = 512, num_labels: int = 2) -> LlamaConfig:
+    """A Llama config sized for two CPU cores, with the tokenizer's special tokens (``num_labels``: for a
+    sequence-classification head)."""
+    return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 4,
@@ -65,10 +63,42 @@ def build_tiny_model(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=True,
+        num_labels=num_labels,
     )
+
+
+def build_tiny_model(
+    tokenizer: PreTrainedTokenizerFast,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    max_position_embeddings: int = 512,
+    seed: int = 0,
+) -> LlamaForCausalLM:
+    """A Llama-architecture causal LM sized for two CPU cores, initialised from ``seed``."""
+    import torch
+
+    config = tiny_config(tokenizer, hidden_size, num_layers, num_heads, max_position_embeddings)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return LlamaForCausalLM(config)
+
+
+def build_tiny_reward_model(
+    tokenizer: PreTrainedTokenizerFast,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    max_position_embeddings: int = 512,
+    seed: int = 0,
+) -> LlamaForSequenceClassification:
+    """A Llama sequence-classification model with one label (a reward model, pad token set), from ``seed``."""
+    import torch
+
+    config = tiny_config(tokenizer, hidden_size, num_layers, num_heads, max_position_embeddings, num_labels=1)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return LlamaForSequenceClassification(config)
 
 
 def save_tiny(texts: Iterable[str], path: str | Path, vocab_size: int = 512, seed: int = 0, **model_kwargs) -> Path:

@@ -19,10 +19,10 @@ def _regress(x: ObjectiveInputs, implicit: torch.Tensor, prediction: torch.Tenso
     return Terms(loss, valid, implicit=implicit, target_err=loss)
 
 
-def dro(x: ObjectiveInputs, *, beta: float, z0: float, prompt_normalization: bool) -> Terms:
+def dro(x: ObjectiveInputs, *, beta: float, z0: float, prompt_normalization: bool, baseline: str) -> Terms:
     """Direct Reward Optimization / Distillation (papers 001 Eq. 7 and Algorithm 1; 000 Eq. 7).
 
-        target_k = r_k - beta * sg(lx - lx_ref) - z0
+        target_k = r_k - beta * sg(lx - lx_ref) - z0 [- b(x)]
         loss_k   = (target_k - beta * rho_k)^2,  group loss = mean over the group's K >= 1 responses
 
     The prompt term is Algorithm 1, lines 6-7: Z_i = [pi_theta(x - t0 | t0) / pi_ref(x - t0 | t0)] * Z_0,
@@ -36,10 +36,21 @@ def dro(x: ObjectiveInputs, *, beta: float, z0: float, prompt_normalization: boo
     ("Z_0 presents an offset", 001 Sec. 3.4). Default 0, with which and without prompt normalisation DRO is
     ``una_reward_mse``.
 
-    Defaults: beta = 0.1 (the papers' reported setting), z0 = 0.0, prompt_normalization = True.
+    Offsets estimated from the data (the papers' V(x), the value of the prompt, learned there by a value
+    network): ``z0: auto`` is the mean reward of the training data, computed once before training (``run_align``
+    resolves it; this function only ever sees a number); ``baseline: group_mean`` subtracts
+    ``b(x) = mean_k r_k`` over the group's valid responses, a per-prompt baseline (a group of one response then
+    has target 0 before the other terms). Either centres the targets: with rewards of one sign and z0 = 0 every
+    target pushes the sampled responses' likelihood the same way, and pushing it down moves mass onto unseen,
+    often endless, responses.
+
+    Defaults: beta = 0.1 (the papers' reported setting), z0 = 0.0, prompt_normalization = True,
+    baseline = none.
     """
     rho = logratios(x)
     target = x.rewards - z0
+    if baseline == "group_mean":
+        target = target - group_mean(x.rewards, x.mask)[0][:, None]
     if prompt_normalization:
         prompt_logratio = (x.prompt_policy_logps - x.prompt_ref_logps).detach()
         target = target - beta * prompt_logratio[:, None]

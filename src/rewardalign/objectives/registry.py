@@ -97,9 +97,13 @@ class Param:
     kind: type
     rule: str
     check: Callable[[Any], bool] = lambda value: True
+    auto: bool = False
+    """Also accepts ``"auto"``: a value the trainer estimates from the data before training (see the objective)."""
 
     def coerce(self, value: Any) -> Any:
         """``value`` as this parameter's type, or ValueError saying which rule it breaks."""
+        if self.auto and value == "auto":
+            return value
         if self.kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             value = float(value)
             if not math.isfinite(value):
@@ -192,11 +196,16 @@ class Objective:
     def __call__(
         self, inputs: ObjectiveInputs, *, check: bool = False, **hparams: Any
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(scalar loss, metrics) of the batch ``inputs``; see the module docstring for ``check``."""
+        """(scalar loss, metrics) of the batch ``inputs``; see the module docstring for ``check``. A
+        hyperparameter still ``"auto"`` is an error: the trainer resolves it from the data first."""
         if check or not hparams.keys() <= self.params.keys():
             hparams = self.validate(hparams)  # an unknown name is always an error, with the accepted names
         else:
             hparams = {**self.defaults, **hparams}
+        unresolved = [key for key, value in hparams.items() if self.params[key].auto and value == "auto"]
+        if unresolved:
+            raise ObjectiveError(f"objective {self.name!r}: {', '.join(unresolved)} 'auto' is estimated from the "
+                                 f"training data before training (run_align does it); give a number here")
         needs = self._needs(hparams)
         if check:
             check_inputs(self.name, needs, inputs)
@@ -337,7 +346,8 @@ OBJECTIVES: Mapping[str, Objective] = {
         ),
         _objective(
             "dro", pointwise.dro, _DRO, _dro_needs,
-            beta=_positive(0.1), z0=_real(0.0), prompt_normalization=_flag(True),
+            beta=_positive(0.1), z0=Param(0.0, float, "a real number or 'auto'", auto=True),
+            prompt_normalization=_flag(True), baseline=_choice("none", ("none", "group_mean")),
         ),
         _objective(
             "drdo", drdo.drdo, Needs(reference=False, rewards=True, min_k=2),

@@ -1,6 +1,6 @@
 """Reward sources backed by models: a reward model, an ensemble of them, a teacher ratio of two causal LMs.
 
-- ``reward_model``: a model trained by ``train-rm`` (bt or oracle), r = its scalar head;
+- ``reward_model``: any sequence-classification model with one label (``train-rm``'s, TRL's, a public one);
 - ``ensemble``: the members of a ``train-rm`` ensemble, one column each (annotation adds their mean);
 - ``teacher_ratio``: r_t(x, y) = log pi_t(y|x) - log mu_t(y|x), summed response-token log-probs of two causal
   LMs (SPO, 004 section 4.2: pi_t an aligned teacher, mu_t its base).
@@ -25,10 +25,18 @@ from ..data.collate import collate_groups
 from ..data.schema import DataError, Group, Text
 from ..data.tokenize import TokenizeConfig, TokenizedGroup, TokenizeStats, tokenize_group
 from ..fingerprint import MODES, path_fingerprint
-from ..modeling.loading import load_tokenizer, resolve_device
+from ..modeling.loading import DTYPES, load_tokenizer, resolve_device
 from ..modeling.logprobs import batch_logps
 from .base import BadReward, Progress, RewardSource, check_lengths
-from .models import DTYPES, RewardModel, ensemble_members, is_ensemble_dir, read_reward_config
+from .models import (
+    check_reward_model_dir,
+    ensemble_members,
+    is_ensemble_dir,
+    load_reward_model,
+    read_training_info,
+    resolve_model_dir,
+    sequence_rewards,
+)
 
 __all__ = ["EnsembleSource", "ModelOptions", "RewardModelSource", "TeacherRatioSource", "is_ensemble_dir"]
 
@@ -90,20 +98,24 @@ def _batched(items: list[TokenizedGroup], batch_size: int, pad_id: int, device: 
 
 
 class RewardModelSource(RewardSource):
-    """A reward model saved by ``train-rm`` (``reward_model.json``): r(x, y) from its scalar head.
+    """Any sequence-classification reward model with one label (``train-rm``'s, TRL's, a public one): r(x, y) is
+    its logit at the last non-padding token, with the model's own tokenizer and its chat template for message
+    lists. ``path``: a directory, or a hub repository where a network exists.
 
-    Tokenisation follows the model's training (its ``max_length`` and ``chat_template`` from
-    ``reward_model.json``) unless ``options`` set them.
+    Tokenisation follows the model's training where ``train-rm`` wrote it (``reward_training.json``:
+    ``max_length``, ``chat_template``) unless ``options`` set them; otherwise ``max_length`` 1024 and ``auto``.
     """
 
     kind = "reward_model"
 
-    def __init__(self, path: str | Path, options: ModelOptions | None = None):
-        self.path = Path(path)
+    def __init__(self, path: str | Path, options: ModelOptions | None = None, trust_remote_code: bool = False):
         self.options = options or ModelOptions()
         self.options.check()
-        self.meta = read_reward_config(self.path)
-        self.model: RewardModel | None = None
+        self.path = resolve_model_dir(path)
+        self.trust_remote_code = trust_remote_code
+        check_reward_model_dir(self.path, trust_remote_code)
+        self.meta = read_training_info(self.path)
+        self.model: Any = None
         self.tokenizer: Any = None
         self.truncated = 0
 
@@ -111,7 +123,7 @@ class RewardModelSource(RewardSource):
         return f"{self.kind}:{self.path}"
 
     def tokenize_config(self) -> TokenizeConfig:
-        max_length = self.options.max_length or int(self.meta.get("max_length") or 512)
+        max_length = self.options.max_length or int(self.meta.get("max_length") or 1024)
         template = self.options.chat_template or self.meta.get("chat_template") or "auto"
         return TokenizeConfig(max_length=max_length, chat_template=template)
 
@@ -120,11 +132,11 @@ class RewardModelSource(RewardSource):
         return {"model": path_fingerprint(self.path, self.options.fingerprint), "dtype": self.options.torch_dtype,
                 "max_length": cfg.max_length, "chat_template": cfg.chat_template}
 
-    def load(self) -> RewardModel:
+    def load(self) -> Any:
         if self.model is None:
             self.tokenizer = load_tokenizer(self.path)
-            self.model = RewardModel.from_pretrained(self.path, dtype=self.options.torch_dtype,
-                                                     device=resolve_device(self.options.device))
+            self.model = load_reward_model(self.path, self.options.torch_dtype, resolve_device(self.options.device),
+                                           self.trust_remote_code, pad_token_id=self.tokenizer.pad_token_id)
         return self.model
 
     def score(self, prompts, responses, progress=None) -> np.ndarray:
@@ -132,27 +144,29 @@ class RewardModelSource(RewardSource):
         model = self.load()
         items, self.truncated = _tokenize_items(prompts, responses, self.tokenizer, self.tokenize_config())
         device = next(model.parameters()).device
-        return _batched(items, self.options.batch_size, self.tokenizer.pad_token_id, device,
-                        lambda b: model(b["input_ids"], b["attention_mask"]).rewards, progress)
+        # transformers pools at the last token that is not the config's pad token: pad with that one
+        pad_id = model.config.get_text_config().pad_token_id
+        return _batched(items, self.options.batch_size, pad_id, device,
+                        lambda b: sequence_rewards(model, b["input_ids"], b["attention_mask"]), progress)
 
     def close(self) -> None:
         self.model = None
 
 
 class EnsembleSource(RewardSource):
-    """The M members of a ``train-rm`` ensemble (``ensemble.json``): [N, M], one column per member.
-
-    Members are loaded and scored one at a time, so only one is resident.
+    """The M members of a ``train-rm`` ensemble (``ensemble.json``, each member a reward model): [N, M], one column
+    per member. Members are loaded and scored one at a time, so only one is resident.
     """
 
     kind = "ensemble"
 
-    def __init__(self, path: str | Path, options: ModelOptions | None = None):
+    def __init__(self, path: str | Path, options: ModelOptions | None = None, trust_remote_code: bool = False):
         self.path = Path(path)
         self.options = options or ModelOptions()
         self.options.check()
-        self.members = [RewardModelSource(p, dataclasses.replace(self.options)) for p in ensemble_members(self.path)]
-        self.columns = [p.name for p in ensemble_members(self.path)]
+        members = ensemble_members(self.path)
+        self.members = [RewardModelSource(p, dataclasses.replace(self.options), trust_remote_code) for p in members]
+        self.columns = [p.name for p in members]
 
     def default_name(self) -> str:
         return f"{self.kind}:{self.path} ({len(self.members)} members)"

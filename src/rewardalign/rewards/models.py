@@ -1,17 +1,19 @@
-"""Reward models: a causal LM with a scalar head on the last non-padding token, and ensembles of them.
+"""Reward models: standard ``transformers`` sequence-classification models with one label, and ensembles of them.
 
-:class:`RewardModel` wraps any ``AutoModelForCausalLM`` and keeps its language-model head, so one class
-serves both kinds of 002/000-001:
+A reward model is any ``AutoModelForSequenceClassification`` with ``num_labels = 1`` and ``pad_token_id`` set
+in its config (``LlamaForSequenceClassification``, ``Qwen2ForSequenceClassification``, ...): the reward of a
+sequence is its one logit at the last non-padding token, pooled by transformers itself. That is what TRL's
+RewardTrainer writes and what public reward models ship, and what ``train-rm`` writes:
 
-- ``bt``: r(x, y) = w^T h_T(x, y), the final hidden state of the sequence's last non-padding token (the EOS
-  that closes the response) through a linear head ``score`` (no bias: BT sees only differences);
-- ``oracle`` (002 Eq. 5): the same reward, plus the LM head's token NLL of the preferred response, trained
-  together.
+- ``bt``: the causal LM's backbone (its weights) with a new score head, trained on Bradley-Terry pairs;
+- ``oracle`` (002 Eq. 5): the same, trained together with the LM head's NLL of the preferred response.
+  :class:`OracleRewardModel` holds the classifier and the LM head during training and saves the classifier
+  alone, so the saved directory is the same standard one (a head tied to the input embeddings is kept there
+  anyway).
 
-A saved reward model is an ordinary ``save_pretrained`` directory of the causal LM (safetensors weights,
-``config.json``, tokenizer) plus ``reward_head.safetensors`` and ``reward_model.json``; it loads back from a
-local path with :meth:`RewardModel.from_pretrained`. An ensemble is a directory with ``member_0/``,
-``member_1/``, ... (each a reward model) and ``ensemble.json``.
+The training metadata (kind, max_length, chat_template, held-out figures) sits beside the weights in
+``reward_training.json``; it is optional: every directory of the kind above is a reward model. An ensemble
+is a directory with ``member_0/``, ``member_1/``, ... (each a reward model) and ``ensemble.json``.
 """
 
 from __future__ import annotations
@@ -22,192 +24,206 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
 
-from ..config import ConfigError
+from ..config import ConfigError, check_model_path
+from ..modeling.loading import DTYPES, load_causal_lm
 from ..modeling.logprobs import chunked_token_logps
 
-REWARD_CONFIG = "reward_model.json"
-HEAD_FILE = "reward_head.safetensors"
+TRAINING_INFO = "reward_training.json"
 ENSEMBLE_CONFIG = "ensemble.json"
-FORMAT = "rewardalign.reward_model"
 ENSEMBLE_FORMAT = "rewardalign.reward_ensemble"
 KINDS = ("bt", "oracle")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
 class RewardOutput:
-    """``rewards`` [N] (float32); ``nll`` [R] mean token NLL of the rows asked for (None unless asked)."""
+    """``logits`` [N, 1] (the rewards, pooled at each row's last non-padding token); ``nll`` [R] mean token NLL
+    of the rows asked for (None unless asked)."""
 
-    rewards: torch.Tensor
+    logits: torch.Tensor
     nll: torch.Tensor | None = None
 
 
-def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
-    """[N] index of each row's last non-padding token, for right or left padding.
-
-    The running count of real tokens reaches its maximum at the last real token and stays there over trailing
-    padding; ``argmax`` returns the first position of the maximum.
-    """
-    return attention_mask.long().cumsum(-1).argmax(-1)
+def sequence_rewards(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """[N] float32 rewards of a reward model (a sequence-classification model or an :class:`OracleRewardModel`)."""
+    return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, 0].float()
 
 
-class RewardModel(nn.Module):
-    """A causal LM ``lm`` with a scalar reward head ``score`` on the last non-padding token's hidden state.
+def _tied(model: PreTrainedModel) -> bool:
+    return bool(getattr(model.config.get_text_config(), "tie_word_embeddings", False))
 
-    ``forward(input_ids, attention_mask)`` gives the rewards [N]; with ``nll_rows`` (bool [N]) and
-    ``response_mask`` [N, T] it also gives the mean token NLL of those rows' response tokens (prompt tokens
-    excluded), computed through the LM head on the response positions only.
+
+class OracleRewardModel(nn.Module):
+    """A sequence-classification reward model ``classifier`` with the causal LM's head ``lm_head`` beside it, for
+    the oracle's NLL term (None when the head is tied to the input embeddings: they serve as the head).
+
+    ``forward(input_ids, attention_mask)`` gives the classifier's ``logits`` [N, 1]; with ``nll_rows`` (bool [N])
+    and ``response_mask`` [N, T] also the mean token NLL of those rows' response tokens (prompt excluded), from
+    the classifier's final hidden states through the LM head, response positions only. ``save_pretrained``
+    writes the classifier: a standard reward-model directory.
     """
 
     accepts_loss_kwargs = False  # Trainer: our loss is a mean over pairs, scale it for accumulation
 
-    def __init__(self, lm: nn.Module, kind: str = "bt", head_seed: int | None = 0):
+    def __init__(self, classifier: PreTrainedModel, lm_head: nn.Linear | None = None, chunk_size: int = 1024):
         super().__init__()
-        if kind not in KINDS:
-            raise ValueError(f"reward model kind must be one of {KINDS}, got {kind!r}")
-        self.lm = lm
-        self.kind = kind
-        hidden = lm.get_input_embeddings().embedding_dim
-        self.score = nn.Linear(hidden, 1, bias=False)
-        if kind == "bt":
-            self._freeze_untied_lm_head()
-        std = float(getattr(lm.config, "initializer_range", 0.02) or 0.02)
-        generator = torch.Generator().manual_seed(head_seed) if head_seed is not None else None
-        with torch.no_grad():
-            weight = torch.randn(self.score.weight.shape, generator=generator) * std
-            self.score.weight.copy_(weight)
-
-    def _freeze_untied_lm_head(self) -> None:
-        """bt never uses the LM head: an untied head is frozen (no optimizer state for a [V, H] matrix, and no
-        parameter without a gradient under DDP). A head tied to the input embeddings stays trainable."""
-        head = self.lm.get_output_embeddings()
-        if head is None or head.weight is self.lm.get_input_embeddings().weight:
-            return
-        head.weight.requires_grad_(False)
+        if lm_head is None and not _tied(classifier):
+            raise ValueError("the model's LM head is not tied to its input embeddings: pass lm_head")
+        self.classifier = classifier
+        self.lm_head = lm_head
+        self.chunk_size = chunk_size
 
     @property
     def config(self) -> Any:
-        """The causal LM's config (``Trainer`` and logging read it)."""
-        return self.lm.config
+        """The classifier's config (``Trainer`` and logging read it)."""
+        return self.classifier.config
 
-    @property
-    def hidden_size(self) -> int:
-        return self.score.in_features
-
+    # Trainer turns checkpointing on by its new name, or by the old one in earlier transformers 5 releases
     def gradient_checkpointing_enable(self, **kwargs: Any) -> None:
-        self.lm.gradient_checkpointing_enable(**kwargs)
+        self.classifier.gradient_checkpointing_enable(**kwargs)
 
-    def gradient_checkpointing_disable(self) -> None:
-        self.lm.gradient_checkpointing_disable()
+    def activation_checkpointing_enable(self, **kwargs: Any) -> None:
+        self.classifier.activation_checkpointing_enable(**kwargs)
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        response_mask: torch.Tensor | None = None,
-        nll_rows: torch.Tensor | None = None,
-        chunk_size: int = 1024,
-    ) -> RewardOutput:
-        out = self.lm(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            output_hidden_states=True,
-            logits_to_keep=1,  # no full-vocabulary logits: the NLL below projects response positions only
-            use_cache=False,
-        )
-        hidden = out.hidden_states[-1]
-        last = last_token_index(attention_mask)
-        h_last = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-        rewards = self.score(h_last.to(self.score.weight.dtype)).squeeze(-1).float()
+    def output_head(self) -> nn.Linear:
+        """The LM head: ``lm_head``, or a linear view of the tied input embeddings (same parameter)."""
+        if self.lm_head is not None:
+            return self.lm_head
+        weight = self.classifier.get_input_embeddings().weight
+        head = nn.Linear(weight.shape[1], weight.shape[0], bias=False, device="meta")
+        head.weight = weight
+        return head
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_mask: torch.Tensor | None = None,
+                nll_rows: torch.Tensor | None = None, use_cache: bool = False) -> RewardOutput:
+        out = self.classifier(input_ids=input_ids, attention_mask=attention_mask, use_cache=use_cache,
+                              output_hidden_states=nll_rows is not None)
         nll = None
         if nll_rows is not None:
             if response_mask is None:
                 raise ValueError("the NLL term needs response_mask (True on the response tokens)")
-            nll = mean_token_nll(self.lm, hidden[nll_rows], input_ids[nll_rows], response_mask[nll_rows],
-                                 chunk_size)
-        return RewardOutput(rewards=rewards, nll=nll)
+            hidden = out.hidden_states[-1]
+            nll = mean_token_nll(self.output_head(), self.config, hidden[nll_rows], input_ids[nll_rows],
+                                 response_mask[nll_rows], self.chunk_size)
+        return RewardOutput(logits=out.logits, nll=nll)
 
-    # ---- saving and loading -------------------------------------------------------------------------------
-
-    def save_pretrained(self, path: str | Path, tokenizer: Any = None, info: dict[str, Any] | None = None) -> Path:
-        """Write the causal LM (``save_pretrained``, safetensors), the head and ``reward_model.json``."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.lm.save_pretrained(path)
-        save_file({"weight": self.score.weight.detach().float().cpu().contiguous()}, str(path / HEAD_FILE))
-        meta = {"format": FORMAT, "version": 1, "kind": self.kind, "hidden_size": self.hidden_size,
-                "head_file": HEAD_FILE, **(info or {})}
-        (path / REWARD_CONFIG).write_text(json.dumps(meta, indent=2, default=str))
-        if tokenizer is not None:
-            tokenizer.save_pretrained(path)
-        return path
-
-    @classmethod
-    def from_pretrained(
-        cls, path: str | Path, dtype: str = "float32", device: str | torch.device | None = None,
-        trust_remote_code: bool = False,
-    ) -> RewardModel:
-        """Load a reward model saved by :meth:`save_pretrained` (weights read with safetensors)."""
-        from transformers import AutoModelForCausalLM
-
-        path = Path(path)
-        meta = read_reward_config(path)
-        if dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-        lm = AutoModelForCausalLM.from_pretrained(str(path), dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
-        model = cls(lm, kind=meta.get("kind", "bt"), head_seed=None)
-        head = load_file(str(path / meta.get("head_file", HEAD_FILE)))
-        if tuple(head["weight"].shape) != tuple(model.score.weight.shape):
-            raise ConfigError(f"{path}: reward head has shape {tuple(head['weight'].shape)}, "
-                              f"the model's hidden size needs {tuple(model.score.weight.shape)}")
-        with torch.no_grad():
-            model.score.weight.copy_(head["weight"])
-        model.eval()
-        if device is not None:
-            model.to(device)
-        return model
+    def save_pretrained(self, path: str | Path, **kwargs: Any) -> None:
+        self.classifier.save_pretrained(path, **kwargs)
 
 
-def mean_token_nll(
-    lm: nn.Module, hidden: torch.Tensor, input_ids: torch.Tensor, response_mask: torch.Tensor, chunk_size: int = 1024
-) -> torch.Tensor:
+def mean_token_nll(head: nn.Module, config: Any, hidden: torch.Tensor, input_ids: torch.Tensor,
+                   response_mask: torch.Tensor, chunk_size: int = 1024) -> torch.Tensor:
     """[R] mean token NLL of each row's response tokens: -(1/n) sum_t log p(y_t | x, y_<t).
 
-    Position t-1 predicts token t; only response positions go through the LM head (chunked, see
+    Position t-1 predicts token t; only response positions go through ``head`` (chunked, see
     :mod:`rewardalign.modeling.logprobs`), never the full [R, T, V] logits.
     """
     select = response_mask[:, 1:].bool()
     counts = select.sum(-1)
     if bool((counts == 0).any()):
         raise ValueError("a sequence has no response tokens; cannot compute its NLL")
-    token_logps = chunked_token_logps(
-        hidden[:, :-1][select], input_ids[:, 1:][select], lm.get_output_embeddings(), lm.config, chunk_size
-    )
+    token_logps = chunked_token_logps(hidden[:, :-1][select], input_ids[:, 1:][select], head, config, chunk_size)
     rows = torch.arange(select.shape[0], device=select.device)[:, None].expand_as(select)[select]
     summed = torch.zeros(select.shape[0], dtype=token_logps.dtype, device=token_logps.device)
     summed = summed.index_add(0, rows, token_logps)
     return -summed / counts.to(summed.dtype)
 
 
-def read_reward_config(path: str | Path) -> dict[str, Any]:
-    """The ``reward_model.json`` of a saved reward model; ConfigError when ``path`` is not one."""
+# ---- building and loading -----------------------------------------------------------------------------------
+
+
+def _dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise ConfigError(f"torch_dtype must be one of {sorted(DTYPES)}, got {name!r}")
+    return DTYPES[name]
+
+
+def build_reward_model(path: str | Path, kind: str, pad_token_id: int, dtype: str = "float32",
+                       trust_remote_code: bool = False, attn_implementation: str | None = None,
+                       chunk_size: int = 1024) -> nn.Module:
+    """A reward model to train from the causal LM at ``path``: ``AutoModelForSequenceClassification`` with one
+    label (the causal LM's backbone weights, a new score head initialised from the current seed, as TRL's
+    RewardTrainer does), ``pad_token_id`` in its config. ``oracle`` wraps it with the causal LM's head (an untied
+    head is taken from a second load of the causal LM, freed once the head is out)."""
+    if kind not in KINDS:
+        raise ConfigError(f"reward model kind must be one of {KINDS}, got {kind!r}")
+    extra = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
+    classifier = AutoModelForSequenceClassification.from_pretrained(
+        str(path), num_labels=1, dtype=_dtype(dtype), trust_remote_code=trust_remote_code, **extra)
+    classifier.config.get_text_config().pad_token_id = pad_token_id
+    if kind == "bt":
+        return classifier
+    lm_head = None
+    if not _tied(classifier):
+        lm_head = load_causal_lm(str(path), dtype, trust_remote_code, attn_implementation).get_output_embeddings()
+    return OracleRewardModel(classifier, lm_head, chunk_size)
+
+
+def resolve_model_dir(name: str | Path) -> Path:
+    """A local model directory: ``name`` itself, or the hub repository ``name`` (``org/model`` that
+    :func:`~rewardalign.config.check_model_path` lets through: not a local path) fetched by
+    ``huggingface_hub.snapshot_download`` into its cache where a network exists."""
+    check_model_path(str(name), "reward model", marker=())
+    path = Path(name)
+    if path.is_dir():
+        return path
+    text = str(name)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(text, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model",
+                                                            "*.jinja", "*.tiktoken", "*.py"]))
+    except (OSError, ValueError) as err:  # offline, no such repository, no access
+        raise ConfigError(f"reward model '{name}' is neither a local directory nor a hub repository that can be "
+                          f"downloaded here ({type(err).__name__}: {err})") from err
+
+
+def check_reward_model_dir(path: str | Path, trust_remote_code: bool = False) -> Any:
+    """The config of the reward model at ``path``; ConfigError unless it is a sequence-classification model with
+    one label (read from ``config.json``; no weights are loaded)."""
     path = Path(path)
-    file = path / REWARD_CONFIG
-    if not file.is_file():
-        hint = " (it is an ensemble: use the ensemble source)" if (path / ENSEMBLE_CONFIG).is_file() else ""
-        raise ConfigError(f"{path} is not a reward model directory: no {REWARD_CONFIG}{hint}; "
+    if not (path / "config.json").is_file():
+        hint = " (it is an ensemble: use the ensemble source)" if is_ensemble_dir(path) else ""
+        raise ConfigError(f"{path} is not a reward model directory: no config.json{hint}")
+    config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    architectures = config.architectures or []
+    if not any(a.endswith("ForSequenceClassification") for a in architectures) or config.num_labels != 1:
+        raise ConfigError(f"{path} is not a reward model: a reward model is a sequence-classification model with "
+                          f"one label (architectures {architectures}, num_labels {config.num_labels}); "
                           f"train one with `rewardalign train-rm`")
-    meta = json.loads(file.read_text())
-    if meta.get("format") != FORMAT:
-        raise ConfigError(f"{file}: unknown format {meta.get('format')!r}, expected {FORMAT!r}")
-    return meta
+    return config
 
 
-def is_reward_model_dir(path: str | Path) -> bool:
-    return (Path(path) / REWARD_CONFIG).is_file()
+def load_reward_model(path: str | Path, dtype: str = "float32", device: str | torch.device | None = None,
+                      trust_remote_code: bool = False, pad_token_id: int | None = None) -> PreTrainedModel:
+    """The sequence-classification reward model at ``path`` in eval mode (weights read with safetensors where the
+    directory has them). ``pad_token_id`` fills the config's when it has none (transformers pools at the last
+    token that is not the pad token)."""
+    check_reward_model_dir(path, trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=_dtype(dtype),
+                                                               trust_remote_code=trust_remote_code)
+    if model.config.get_text_config().pad_token_id is None and pad_token_id is not None:
+        model.config.get_text_config().pad_token_id = pad_token_id
+    model.eval()
+    return model if device is None else model.to(device)
+
+
+def write_training_info(path: str | Path, info: dict[str, Any]) -> Path:
+    """Write the training metadata beside a saved reward model."""
+    file = Path(path) / TRAINING_INFO
+    file.write_text(json.dumps(info, indent=2, default=str))
+    return file
+
+
+def read_training_info(path: str | Path) -> dict[str, Any]:
+    """The training metadata of a reward model trained here; empty for any other reward model."""
+    file = Path(path) / TRAINING_INFO
+    return json.loads(file.read_text()) if file.is_file() else {}
+
+
+# ---- ensembles --------------------------------------------------------------------------------------------------
 
 
 def is_ensemble_dir(path: str | Path) -> bool:
@@ -234,26 +250,5 @@ def ensemble_members(path: str | Path) -> list[Path]:
         raise ConfigError(f"{file}: not a rewardalign ensemble manifest (format {meta.get('format')!r})")
     members = [path / m for m in meta["members"]]
     for member in members:
-        read_reward_config(member)
+        check_reward_model_dir(member)
     return members
-
-
-class RewardEnsemble(nn.Module):
-    """M reward models scored side by side: ``forward`` gives [N, M] rewards, one column per member."""
-
-    def __init__(self, members: list[RewardModel]):
-        super().__init__()
-        if not members:
-            raise ValueError("an ensemble needs at least one member")
-        self.members = nn.ModuleList(members)
-
-    def __len__(self) -> int:
-        return len(self.members)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m(input_ids, attention_mask).rewards for m in self.members], dim=-1)
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, dtype: str = "float32",
-                        device: str | torch.device | None = None) -> RewardEnsemble:
-        return cls([RewardModel.from_pretrained(p, dtype=dtype, device=device) for p in ensemble_members(path)])

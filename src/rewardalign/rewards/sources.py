@@ -3,8 +3,9 @@ and :func:`build_source`, which turns every way of naming a reward into a :class
 
 Ways of naming a reward (config fields ``reward``, ``judge``, ``source``):
 
-- a spec string: ``rm:<path>`` (a reward model or ensemble directory), ``rule:<module>:<function>`` or
-  ``rule:<path/file.py>:<function>``, ``gym:<task>`` (the gold reward of a gym task), or a bare directory path
+- a spec string: ``rm:<path>`` (a reward model or ensemble directory, or a reward model's hub repository),
+  ``rule:<module>:<function>`` or ``rule:<path/file.py>:<function>``, ``gym:<task>`` (the gold reward of a gym
+  task: a built-in name, ``gym:<module>:<Class>`` or ``gym:<path/file.py>:<Class>``), or a bare directory path
   (a reward model);
 - a mapping ``{type: reward_model | ensemble | rule | gym | teacher_ratio | imported, ...}``;
 - a callable ``fn(prompt, response) -> float`` (a rule), or a source itself.
@@ -15,12 +16,7 @@ Rules execute the code they name, like a Python import: only name code you trust
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
-import inspect
 import math
-import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ConfigError, check_model_path, from_dict
+from ..config import ConfigError, from_dict
 from ..data.schema import DataError, Group, Text, text_key
-from ..fingerprint import file_digest
-from ..gym import Task, get_task
+from ..fingerprint import code_identity, file_digest
+from ..gym import Task, get_task, task_identity
+from ..imports import load_object
 from .base import BadReward, RewardSource, check_lengths
 from .model_sources import (
     EnsembleSource,
@@ -44,58 +41,13 @@ from .model_sources import (
 # ---- rules ----------------------------------------------------------------------------------------------------
 
 
-def _import_module(name: str) -> Any:
-    """A module by dotted name (from ``sys.path``, then the current directory, as ``python -m`` would) or by the
-    path of a ``.py`` file."""
-    if name.endswith(".py") or os.sep in name or "/" in name:
-        path = Path(name)
-        if not path.is_file():
-            raise ConfigError(f"rule file {path} does not exist")
-        spec = importlib.util.spec_from_file_location(f"rewardalign_rule_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    missing = None
-    for extra in ([], [os.getcwd()]):
-        sys.path.extend(extra)
-        try:
-            return importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if not err.name or not (name == err.name or name.startswith(err.name + ".")):
-                raise  # the module exists but one of its own imports is missing
-            missing = err
-        finally:
-            for path in extra:
-                sys.path.remove(path)
-    raise ConfigError(f"cannot import rule module {name!r} ({missing}); give a file path "
-                      f"(path/to/file.py:function) or put it on PYTHONPATH")
-
-
 def load_rule(spec: str) -> Callable[..., Any]:
     """The callable named by ``module:function`` or ``path/to/file.py:function`` (dots after the colon reach
-    attributes: ``module:Class.method``). The one rule loader of the package."""
-    module_name, sep, attr = str(spec).rpartition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigError(f"a rule is given as 'module:function' or 'path/file.py:function', got {spec!r}")
-    obj: Any = _import_module(module_name)
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ConfigError(f"rule {spec!r}: {module_name} has no attribute {attr!r}")
-        obj = getattr(obj, part)
+    attributes: ``module:Class.method``), through the package's one loader (:func:`rewardalign.imports.load_object`)."""
+    obj = load_object(spec, "rule", "function")
     if not callable(obj):
         raise ConfigError(f"rule {spec!r} is not callable")
     return obj
-
-
-def code_identity(fn: Any) -> dict[str, Any]:
-    """What makes a function compute what it computes: its module's source file content and its own source."""
-    module = inspect.getmodule(fn)
-    file = getattr(module, "__file__", None)
-    try:
-        code = inspect.getsource(fn)
-    except (OSError, TypeError):
-        code = None
-    return {"module_file": file_digest(file) if file and Path(file).is_file() else None, "code": code}
 
 
 class RuleSource(RewardSource):
@@ -143,24 +95,22 @@ class RuleSource(RewardSource):
 
 class GymSource(RewardSource):
     """The gold reward of a gym task (:mod:`rewardalign.gym`): ``task.gold_reward(prompt, response)``, in the
-    task's ``reward_range``. The fingerprint holds the task's knobs and its code."""
+    task's ``reward_range``. The task is a built-in name, ``package.module:Class``, ``path/to/file.py:Class`` (see
+    :func:`rewardalign.gym.get_task`) or a Task. The fingerprint holds the task's knobs and its code (the content
+    of its classes' source files)."""
 
     kind = "gym"
 
     def __init__(self, task: Task | str, **task_args: Any):
-        if isinstance(task, str):
-            try:
-                task = get_task(task, **task_args)
-            except ValueError as err:
-                raise ConfigError(f"gym:{task}: {err}") from err
-        self.task = task
-        self.value_range = tuple(task.reward_range)
+        self.spec = task if isinstance(task, str) else task.name
+        self.task = get_task(task, **task_args) if isinstance(task, str) else task
+        self.value_range = tuple(self.task.reward_range)
 
     def default_name(self) -> str:
-        return f"{self.kind}:{self.task.name}"
+        return f"{self.kind}:{self.spec}"
 
     def _identity(self) -> dict[str, Any]:
-        return {"task": repr(self.task), **code_identity(type(self.task))}
+        return task_identity(self.task)
 
     def score(self, prompts, responses, progress=None) -> np.ndarray:
         check_lengths(prompts, responses)
@@ -293,6 +243,7 @@ class _ImportedConfig:
 @dataclass
 class _ModelConfig(ModelOptions):
     path: str = ""
+    trust_remote_code: bool = False
 
 
 @dataclass
@@ -314,7 +265,8 @@ def parse_spec(spec: str) -> dict[str, Any]:
     kind, sep, target = str(spec).partition(":")
     if sep and kind in SPEC_KINDS:
         if not target:
-            raise ConfigError(f"reward {spec!r}: write rm:<path>, rule:<module>:<function> or gym:<task>")
+            raise ConfigError(f"reward {spec!r}: write rm:<path>, rule:<module>:<function>, gym:<task> or "
+                              f"gym:<path/file.py>:<Class>")
         return {"type": kind, SPEC_KINDS[kind]: target}
     return {"type": "reward_model", "path": str(spec)}
 
@@ -327,8 +279,8 @@ def build_source(config: RewardSource | dict[str, Any] | str | Path | Callable[.
     """The reward source that ``config`` names (see the module docstring): a source (returned as it is), a
     callable (a rule), a spec string or path, or a mapping ``{type: ..., ...}``.
 
-    Mapping types and fields: ``reward_model`` (path, batch_size, device, dtype, max_length, chat_template,
-    fingerprint); ``ensemble`` (the same; ``reward_model`` on an ensemble directory also gives one); ``rule``
+    Mapping types and fields: ``reward_model`` (path, batch_size, device, torch_dtype, max_length, chat_template,
+    fingerprint, trust_remote_code); ``ensemble`` (the same; ``reward_model`` on an ensemble directory also gives one); ``rule``
     (function, name); ``gym`` (task, task_args); ``teacher_ratio`` (teacher, base, and the model fields);
     ``imported`` (column, range, data, format). Checks the fields and paths; loads no model. A source built
     from a spec string is named by it.
@@ -357,10 +309,11 @@ def _build(config: dict[str, Any]) -> RewardSource:
                           f"{', '.join(sorted(set(TYPES.values())))}")
     if kind in ("reward_model", "ensemble"):
         cfg = from_dict(_ModelConfig, options, f"{kind} source")
-        check_model_path(cfg.path, f"{kind} path", hub=False, marker=())  # its files: read_reward_config
+        if not cfg.path:
+            raise ConfigError(f"{kind} source needs a path: a reward model directory or hub repository")
         if kind == "ensemble" or is_ensemble_dir(cfg.path):
-            return EnsembleSource(cfg.path, _model_options(cfg))
-        return RewardModelSource(cfg.path, _model_options(cfg))
+            return EnsembleSource(cfg.path, _model_options(cfg), cfg.trust_remote_code)
+        return RewardModelSource(cfg.path, _model_options(cfg), cfg.trust_remote_code)
     if kind == "teacher_ratio":
         cfg = from_dict(_TeacherConfig, options, "teacher_ratio source")
         return TeacherRatioSource(cfg.teacher, cfg.base, _model_options(cfg), cfg.trust_remote_code)

@@ -8,6 +8,8 @@ and ``summary.json``.
 
 from __future__ import annotations
 
+import statistics
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from torch import nn
 from transformers import set_seed
 
 from ..config import ConfigError, as_config, check_model_path, flat_dict
+from ..data import Group
 from ..data.collate import LAYOUTS, GroupDataset
 from ..fingerprint import path_fingerprint
 from ..modeling.loading import apply_lora, load_causal_lm, load_tokenizer
@@ -26,6 +29,7 @@ from ..runs import JsonlMetrics, Timer, training_arguments, write_run_files
 from .base import GroupTrainer
 from .configs import AlignConfig
 from .data import check_data_fits, check_objective, load_training_groups, tokenize_config, tokenize_splits
+from .model_card import publish_run
 
 
 def ranking_accuracy(implicit: torch.Tensor, explicit: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -135,6 +139,18 @@ class AlignTrainer(GroupTrainer):
         return (inputs.policy_logps / inputs.n_tokens.clamp(min=1)).detach()
 
 
+def resolve_auto_hparams(hparams: dict[str, Any], groups: list[Group]) -> dict[str, Any]:
+    """The hyperparameters given as ``"auto"``, estimated from the training groups once before training (the
+    objective itself only sees numbers). The one such hyperparameter is dro's ``z0``: the mean reward of every
+    training response."""
+    if hparams.get("z0") != "auto":
+        return hparams
+    rewards = [float(r) for g in groups for r in (g.rewards or [])]
+    if not rewards:
+        raise ConfigError("z0: auto is the mean reward of the training data, but it has no rewards")
+    return hparams | {"z0": statistics.fmean(rewards)}
+
+
 def run_align(cfg: AlignConfig | dict[str, Any], callbacks: list | None = None) -> dict[str, Any]:
     """Align ``cfg.model`` on ``cfg.data`` with ``cfg.objective``; returns the summary (also in the run folder).
     ``callbacks`` are added to the trainer's (``transformers.TrainerCallback``)."""
@@ -154,6 +170,7 @@ def run_align(cfg: AlignConfig | dict[str, Any], callbacks: list | None = None) 
     check_data_fits(cfg.objective, objective_args, groups, cfg.data)
     if eval_groups:
         check_data_fits(cfg.objective, objective_args, eval_groups, cfg.eval_data or cfg.data)
+    objective_args = resolve_auto_hparams(objective_args, groups)
 
     set_seed(args.seed)
     tokenizer = load_tokenizer(cfg.model)
@@ -223,4 +240,5 @@ def run_align(cfg: AlignConfig | dict[str, Any], callbacks: list | None = None) 
     }
     if trainer.is_world_process_zero():
         write_run_files(args.output_dir, flat_dict(cfg) | {"objective_args": objective_args}, summary)
+        publish_run(args.output_dir, replace(cfg, objective_args=objective_args), args, summary, "align", cfg.objective)
     return summary

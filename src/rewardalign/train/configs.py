@@ -49,7 +49,7 @@ class SFTConfig(RunFields):
 class OnlineConfig(ModelFields):
     """``rewardalign online``: UNA online on samples of the current policy, or the RLOO baseline."""
 
-    prompts: str | None = opt(None, "a data file's distinct prompts, or gym:<task>")
+    prompts: str | None = opt(None, "a data file's distinct prompts, or gym:<task> (a name, module:Class or file.py:Class)")
     prompts_format: str | None = opt(None, "the prompts file's format, when it is not detected")
     format_options: dict[str, Any] = opt(help="load options of the prompts file: " + FORMAT_OPTIONS_HELP, factory=dict)
     split: str | None = opt(None, "the split of a datasets directory")

@@ -61,6 +61,7 @@ from ..runs import JsonlMetrics, Timer, training_arguments, write_run_files
 from .align import AlignTrainer
 from .configs import ALGORITHMS, SAMPLERS, OnlineConfig
 from .data import check_objective
+from .model_card import publish_run
 
 
 class PromptDataset(Dataset):
@@ -270,6 +271,9 @@ def check_config(cfg: OnlineConfig) -> tuple[str, dict[str, Any]]:
         if objective not in OBJECTIVES:
             raise
         raise ConfigError(f"algorithm {cfg.algorithm} trains objective {objective}; objective_args: {err}") from err
+    if "auto" in hparams.values():
+        raise ConfigError(f"objective_args: 'auto' values are estimated from offline training data (align); "
+                          f"online training needs a number, got {hparams}")
     needs = get_objective(objective).requirements(hparams)
     if cfg.n_samples < max(1, needs.min_k):
         raise ConfigError(f"objective '{objective}' needs n_samples >= {needs.min_k}, got {cfg.n_samples}")
@@ -293,7 +297,8 @@ def check_config(cfg: OnlineConfig) -> tuple[str, dict[str, Any]]:
 
 
 def online_prompts(cfg: OnlineConfig) -> list[Any]:
-    """The run's prompts: a gym task's (``gym:<task>``) or a file's distinct prompts."""
+    """The run's prompts: a gym task's (``gym:<task>``, ``gym:<path/file.py>:<Class>``, ``gym:<module>:<Class>``)
+    or a file's distinct prompts."""
     kind, _, task = cfg.prompts.partition(":")
     if kind == "gym" and task:
         try:
@@ -396,4 +401,5 @@ def run_online(cfg: OnlineConfig | dict[str, Any], callbacks: list | None = None
         config = flat_dict(cfg) | {"objective": objective, "objective_args": hparams,
                                    "transform": trainer.transform.as_dict()}
         write_run_files(args.output_dir, config, summary)
+        publish_run(args.output_dir, replace(cfg, objective_args=hparams), args, summary, "online", objective)
     return summary

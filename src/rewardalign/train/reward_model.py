@@ -24,26 +24,35 @@ from ..config import ConfigError, as_config, flat_dict
 from ..data import DropReport, Group, load_groups
 from ..data.collate import GroupDataset, collate_groups
 from ..data.tokenize import TokenizedGroup, tokenize_groups
-from ..modeling.loading import load_causal_lm, load_tokenizer
+from ..modeling.loading import load_tokenizer
 from ..rewards.config import RewardModelConfig
 from ..rewards.losses import reward_model_loss
-from ..rewards.models import RewardModel, write_ensemble_config
+from ..rewards.models import (
+    OracleRewardModel,
+    build_reward_model,
+    load_reward_model,
+    write_ensemble_config,
+    write_training_info,
+)
 from ..rewards.pairs import PairStats, bootstrap, build_pairs, split_by_prompt
 from ..runs import JsonlMetrics, Timer, training_arguments, write_run_files
 from .base import GroupTrainer
+from .model_card import publish_run
 
 # ---- the trainer ----------------------------------------------------------------------------------------------
 
 
-def pair_rewards(model: nn.Module, batch: dict[str, torch.Tensor], with_nll: bool,
-                 chunk_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """(r_w [P], r_l [P], nll_w [P] or None) of a collated batch of pairs (K = 2 groups [w, l])."""
+def pair_rewards(model: nn.Module, batch: dict[str, torch.Tensor],
+                 with_nll: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(r_w [P], r_l [P], nll_w [P] or None) of a collated batch of pairs (K = 2 groups [w, l]); ``with_nll``
+    needs an :class:`~rewardalign.rewards.models.OracleRewardModel`."""
     is_chosen = batch["seq_slot"] == 0
-    out = model(batch["input_ids"], batch["attention_mask"], response_mask=batch["response_mask"],
-                nll_rows=is_chosen if with_nll else None, chunk_size=chunk_size)
+    extra = {"response_mask": batch["response_mask"], "nll_rows": is_chosen} if with_nll else {}
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False, **extra)
+    values = out.logits[:, 0].float()
     b = batch["mask"].shape[0]
-    rewards = torch.zeros(b, 2, dtype=out.rewards.dtype, device=out.rewards.device)
-    rewards = rewards.index_put((batch["seq_group"], batch["seq_slot"]), out.rewards)
+    rewards = torch.zeros(b, 2, dtype=values.dtype, device=values.device)
+    rewards = rewards.index_put((batch["seq_group"], batch["seq_slot"]), values)
     nll = None
     if with_nll:
         # the chosen rows come in group order (the collator writes group b's sequences together)
@@ -72,28 +81,29 @@ def pair_metrics(r_w: np.ndarray, r_l: np.ndarray, nll_w: np.ndarray | None = No
 
 
 class RewardTrainer(GroupTrainer):
-    """``Trainer`` for a :class:`RewardModel` on batches of preference pairs.
+    """``Trainer`` for a reward model on batches of preference pairs.
 
     Loss: :func:`rewardalign.rewards.losses.reward_model_loss` (BT with ``margin`` and ``center_coefficient``;
     ``oracle_alpha`` > 0 adds the chosen responses' NLL). Evaluation goes through Trainer's loop (so it is
     gathered across processes): the predictions are (r_w, r_l, nll_w) per pair and ``compute_metrics`` turns
-    them into ``eval_accuracy``, ``eval_bt_loss``, ``eval_margin``, ... Checkpoints are reward-model
-    directories (:meth:`RewardModel.save_pretrained`), and resume loads them back.
+    them into ``eval_accuracy``, ``eval_bt_loss``, ``eval_margin``, ... ``model``: a sequence-classification
+    reward model, or an :class:`~rewardalign.rewards.models.OracleRewardModel` when ``oracle_alpha`` > 0.
+    Checkpoints and resume are Trainer's (a bt checkpoint is a standard reward-model directory; an oracle one,
+    the wrapper's state dict with its LM head).
     """
 
-    def __init__(self, model: RewardModel, args: Any, train_dataset: GroupDataset,
+    def __init__(self, model: nn.Module, args: Any, train_dataset: GroupDataset,
                  eval_dataset: GroupDataset | None = None, processing_class: Any = None, *,
                  margin: float = 0.0, center_coefficient: float = 0.0, oracle_alpha: float = 0.0,
-                 chunk_size: int = 1024, dropout: bool = False, callbacks: list | None = None):
+                 dropout: bool = False, callbacks: list | None = None):
         self.margin = float(margin)
         self.center_coefficient = float(center_coefficient)
         self.oracle_alpha = float(oracle_alpha)
-        self.chunk_size = chunk_size
         super().__init__(model, args, train_dataset, eval_dataset, processing_class, dropout=dropout,
                          callbacks=callbacks, compute_metrics=self._compute_metrics)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        r_w, r_l, nll = pair_rewards(model, inputs, self.oracle_alpha > 0, self.chunk_size)
+        r_w, r_l, nll = pair_rewards(model, inputs, self.oracle_alpha > 0)
         loss, metrics = reward_model_loss(r_w, r_l, margin=self.margin, center_coefficient=self.center_coefficient,
                                           nll_w=nll, oracle_alpha=self.oracle_alpha)
         if model.training:
@@ -117,37 +127,14 @@ class RewardTrainer(GroupTrainer):
         nll = preds[:, 2] if np.isfinite(preds[:, 2]).all() else None
         return pair_metrics(preds[:, 0], preds[:, 1], nll)
 
-    # Checkpoints in the reward-model format (the wrapper is not a PreTrainedModel).
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if not self.args.should_save:
-            return
-        model = self.accelerator.unwrap_model(self.model)
-        model.save_pretrained(output_dir, tokenizer=self.processing_class)
-        torch.save(self.args, Path(output_dir) / "training_args.bin")
-
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
-        target = self.accelerator.unwrap_model(model if model is not None else self.model)
-        loaded = RewardModel.from_pretrained(resume_from_checkpoint, dtype=_dtype_name(target))
-        target.load_state_dict(loaded.state_dict())
-
-    def _load_best_model(self) -> None:
-        if self.state.best_model_checkpoint is not None:
-            self._load_from_checkpoint(self.state.best_model_checkpoint)
-
-
-def _dtype_name(model: nn.Module) -> str:
-    dtype = next(model.lm.parameters()).dtype
-    return {torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(dtype, "float32")
-
 
 # ---- evaluation outside the trainer ---------------------------------------------------------------------------
 
 
 @torch.no_grad()
 def score_pairs(model: nn.Module, pairs: list[TokenizedGroup], pad_token_id: int, batch_size: int = 32,
-                with_nll: bool = False, device: str | torch.device | None = None,
-                chunk_size: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                with_nll: bool = False,
+                device: str | torch.device | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(r_w, r_l, nll_w) of every pair, in order (the model is put in eval mode)."""
     model.eval()
     device = device or next(model.parameters()).device
@@ -155,7 +142,7 @@ def score_pairs(model: nn.Module, pairs: list[TokenizedGroup], pad_token_id: int
     for start in range(0, len(pairs), batch_size):
         batch = collate_groups(pairs[start: start + batch_size], pad_token_id)
         batch = {k: v.to(device) for k, v in batch.items()}
-        w, lo, n = pair_rewards(model, batch, with_nll, chunk_size)
+        w, lo, n = pair_rewards(model, batch, with_nll)
         r_w.append(w.cpu())
         r_l.append(lo.cpu())
         if n is not None:
@@ -217,30 +204,28 @@ def prepare_pairs(cfg: RewardModelConfig, groups: list[Group], eval_groups: list
 
 
 def _train_one(cfg: RewardModelConfig, args: Any, data: PreparedData, train_pairs: list[TokenizedGroup],
-               tokenizer: Any, seed: int, output_dir: Path) -> tuple[dict[str, Any], dict[str, float]]:
+               tokenizer: Any, seed: int, output_dir: Path,
+               callbacks: list | None = None) -> tuple[dict[str, Any], dict[str, float]]:
     """Train and save one reward model; returns (training summary, final held-out metrics)."""
-    set_seed(seed)
+    set_seed(seed)  # seeds the new score head
     kind = cfg.base_kind
-    lm = load_causal_lm(cfg.model, cfg.torch_dtype, cfg.trust_remote_code, cfg.attn_implementation)
-    if lm.config.pad_token_id is None:
-        lm.config.pad_token_id = tokenizer.pad_token_id
-    model = RewardModel(lm, kind=kind, head_seed=seed)
+    model = build_reward_model(cfg.model, kind, tokenizer.pad_token_id, cfg.torch_dtype, cfg.trust_remote_code,
+                               cfg.attn_implementation, cfg.logprob_chunk_size)
     trainer = RewardTrainer(
         model=model, args=args, train_dataset=GroupDataset(train_pairs),
         eval_dataset=GroupDataset(data.eval_pairs) if data.eval_pairs else None, processing_class=tokenizer,
         margin=cfg.margin, center_coefficient=cfg.center_coefficient,
-        oracle_alpha=cfg.oracle_alpha if kind == "oracle" else 0.0,
-        chunk_size=cfg.logprob_chunk_size, dropout=cfg.dropout,
-        callbacks=[JsonlMetrics(output_dir / "metrics.jsonl")],
+        oracle_alpha=cfg.oracle_alpha if kind == "oracle" else 0.0, dropout=cfg.dropout,
+        callbacks=[JsonlMetrics(output_dir / "metrics.jsonl"), *(callbacks or [])],
     )
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     final = trainer.evaluate() if data.eval_pairs else {}
+    save_reward_model(trainer, output_dir)
     if trainer.is_world_process_zero():
-        info = {"seed": seed, "base_model": str(cfg.model), "margin": cfg.margin,
-                "center_coefficient": cfg.center_coefficient,
-                "oracle_alpha": cfg.oracle_alpha if kind == "oracle" else 0.0,
-                "max_length": cfg.max_length, "chat_template": cfg.chat_template, "eval": final}
-        model.save_pretrained(output_dir, tokenizer=tokenizer, info=info)
+        write_training_info(output_dir, {
+            "kind": kind, "seed": seed, "base_model": str(cfg.model), "margin": cfg.margin,
+            "center_coefficient": cfg.center_coefficient, "oracle_alpha": cfg.oracle_alpha if kind == "oracle" else 0.0,
+            "max_length": cfg.max_length, "chat_template": cfg.chat_template, "eval": final})
     trainer.accelerator.wait_for_everyone()  # other processes may read the saved model next
     summary = {"steps": trainer.state.global_step, "train_loss": result.training_loss,
                "train_pairs": len(train_pairs)}
@@ -248,12 +233,27 @@ def _train_one(cfg: RewardModelConfig, args: Any, data: PreparedData, train_pair
     return summary, final
 
 
+def save_reward_model(trainer: RewardTrainer, output_dir: Path) -> None:
+    """The trained model as a standard sequence-classification directory, with the tokenizer. The oracle's LM head
+    (a training-only part) is left out; a sharded model (FSDP, ZeRO-3) is gathered first, on every process."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if not isinstance(model, OracleRewardModel):
+        trainer.save_model(str(output_dir))
+        return
+    state = trainer.accelerator.get_state_dict(trainer.model)
+    if trainer.args.should_save:
+        prefix = "classifier."
+        model.classifier.save_pretrained(output_dir, state_dict={
+            key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)})
+        trainer.processing_class.save_pretrained(output_dir)
+
+
 def _ensemble_eval(output_dir: Path, members: list[str], data: PreparedData, tokenizer: Any,
                    batch_size: int, device: Any) -> dict[str, Any]:
     """Held-out metrics of the ensemble mean reward (and the members' spread)."""
     columns_w, columns_l = [], []
     for name in members:
-        model = RewardModel.from_pretrained(output_dir / name, device=device)
+        model = load_reward_model(output_dir / name, device=device)
         r_w, r_l, _ = score_pairs(model, data.eval_pairs, tokenizer.pad_token_id, batch_size, device=device)
         columns_w.append(r_w)
         columns_l.append(r_l)
@@ -262,8 +262,9 @@ def _ensemble_eval(output_dir: Path, members: list[str], data: PreparedData, tok
     return {f"eval_{k}": v for k, v in mean.items()}
 
 
-def run_train_rm(cfg: RewardModelConfig | dict[str, Any]) -> dict[str, Any]:
+def run_train_rm(cfg: RewardModelConfig | dict[str, Any], callbacks: list | None = None) -> dict[str, Any]:
     """Train a reward model (``cfg.kind``: bt, oracle or ensemble); returns the summary (also in the run folder).
+    ``callbacks`` are added to each trainer's (``transformers.TrainerCallback``).
 
     Every check that needs no model runs first (kind, fields, paths, TrainingArguments), so a bad config is a
     ConfigError before any model is loaded.
@@ -295,7 +296,7 @@ def run_train_rm(cfg: RewardModelConfig | dict[str, Any]) -> dict[str, Any]:
         "dropped_by_reason": data.drops.counts(),
     }
     if cfg.kind != "ensemble":
-        run, final = _train_one(cfg, args, data, data.train_pairs, tokenizer, args.seed, output_dir)
+        run, final = _train_one(cfg, args, data, data.train_pairs, tokenizer, args.seed, output_dir, callbacks)
         summary |= run
         summary["final_eval"] = final
     else:
@@ -306,8 +307,9 @@ def run_train_rm(cfg: RewardModelConfig | dict[str, Any]) -> dict[str, Any]:
             member_args = copy.deepcopy(args)
             member_args.output_dir = str(output_dir / name)
             member_args.seed = seed
+            member_args.push_to_hub = False  # the ensemble's folder is pushed whole, at the end
             pairs = bootstrap(data.train_pairs, seed) if cfg.bootstrap else data.train_pairs
-            run, final = _train_one(cfg, member_args, data, pairs, tokenizer, seed, output_dir / name)
+            run, final = _train_one(cfg, member_args, data, pairs, tokenizer, seed, output_dir / name, callbacks)
             names.append(name)
             member_runs.append(run | {"seed": seed})
             member_evals.append(final)
@@ -330,6 +332,7 @@ def run_train_rm(cfg: RewardModelConfig | dict[str, Any]) -> dict[str, Any]:
     summary["seconds"] = round(timer.seconds, 2)
     if args.should_save:
         write_run_files(output_dir, flat_dict(cfg), summary)
+        publish_run(output_dir, cfg, args, summary, "train-rm", cfg.base_kind)
     return summary
 
 

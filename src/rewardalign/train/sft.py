@@ -24,6 +24,7 @@ from ..runs import JsonlMetrics, Timer, training_arguments, write_run_files
 from .base import GroupTrainer
 from .configs import SFTConfig
 from .data import load_training_groups, tokenize_config
+from .model_card import publish_run
 
 
 def demonstrations(groups: list[Group], which: str) -> list[Group]:
@@ -73,9 +74,10 @@ def build_from_scratch(groups: list[Group], init: dict[str, Any], seed: int):
     return tokenizer, model
 
 
-def run_sft(cfg: SFTConfig | dict[str, Any]) -> dict[str, Any]:
+def run_sft(cfg: SFTConfig | dict[str, Any], callbacks: list | None = None) -> dict[str, Any]:
     """Fine-tune ``cfg.model`` (or a tiny model built from ``cfg.model_init``) on ``cfg.data``'s demonstrations;
-    returns the summary (also in the run folder)."""
+    returns the summary (also in the run folder). ``callbacks`` are added to the trainer's
+    (``transformers.TrainerCallback``, e.g. one that stops early)."""
     cfg = as_config(SFTConfig, cfg, "sft")
     timer = Timer()
     args = training_arguments(cfg.training, "sft")
@@ -105,7 +107,7 @@ def run_sft(cfg: SFTConfig | dict[str, Any]) -> dict[str, Any]:
         group_by_length=cfg.group_by_length,
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=[JsonlMetrics(Path(args.output_dir) / "metrics.jsonl")],
+        callbacks=[JsonlMetrics(Path(args.output_dir) / "metrics.jsonl"), *(callbacks or [])],
         logprob_chunk_size=cfg.logprob_chunk_size,
     )
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
@@ -122,4 +124,5 @@ def run_sft(cfg: SFTConfig | dict[str, Any]) -> dict[str, Any]:
     }
     if trainer.is_world_process_zero():
         write_run_files(args.output_dir, flat_dict(cfg), summary)
+        publish_run(args.output_dir, cfg, args, summary, "sft", "sft")
     return summary
