@@ -119,7 +119,7 @@ def fail_if_model_loads(*args, **kwargs):
         ({"objective": "dro", "data": PAIRS, "format": "pairs"}, DataError, "needs rewards"),
         ({"objective": "una_score_mse", "data": PAIRS, "format": "pairs"}, DataError, "needs scores"),
         ({"objective": "kto", "data": PAIRS, "format": "pairs"}, DataError, "needs labels"),
-        ({"model": "/nonexistent/model"}, ConfigError, "not a model directory"),
+        ({"model": "/nonexistent/model"}, ConfigError, "/nonexistent/model. does not exist"),
         ({"model": None}, ConfigError, "no model given"),
         ({"reference": "sometimes"}, ConfigError, "reference must be"),
         ({"learning_rat": 0.1}, ConfigError, "learning_rat"),

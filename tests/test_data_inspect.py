@@ -8,8 +8,8 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from rewardalign.commands.inspect import add_arguments as add_inspect_arguments
-from rewardalign.commands.inspect import run_inspect
+from rewardalign import cli
+from rewardalign.config import ConfigError
 from rewardalign.data import load_groups
 from rewardalign.data.inspect import inspect_groups
 
@@ -40,9 +40,7 @@ def tokenizer_dir(tmp_path_factory):
 
 
 def inspect_cli(capsys, *argv):
-    parser = argparse.ArgumentParser()
-    add_inspect_arguments(parser)
-    code = run_inspect(parser.parse_args([str(a) for a in argv]))
+    code = cli.main(["data", "inspect", *[str(a) for a in argv]])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -105,7 +103,7 @@ FIXTURES = [
     ),
     (
         "pairs_hh.json",
-        ["--score-range", 1, 10],
+        ["--format_options.score_range", "[1, 10]"],
         2,
         "K: 2 x2",
         ["scores: count 4  mean 0.4583  ", "min 0  max 0.8889"],
@@ -139,29 +137,30 @@ def test_run_inspect_lists_every_rejected_row(capsys):
 
 
 def test_run_inspect_expected_k_and_format(capsys):
-    code, out, _ = inspect_cli(capsys, DATA / "binary.csv", "--format", "binary", "--expected-k", "2")
+    code, out, _ = inspect_cli(capsys, DATA / "binary.csv", "--format", "binary", "--format_options.expected_k", "2")
     assert code == 1 and "format: binary" in out and "groups: 1\n" in out
     assert "row 0 (prompt 'What is 2 + 2?'): responses: has 3 responses, expected K = 2" in out
 
 
 def test_run_inspect_raise_mode_and_unreadable_sources(capsys, tmp_path):
-    code, out, err = inspect_cli(capsys, DATA / "pairs_bad.jsonl", "--on-error", "raise")
+    code, out, err = inspect_cli(capsys, DATA / "pairs_bad.jsonl", "--on_error", "raise")
     assert code == 1 and "row 1, field 'rejected_reward'" in err and out == ""
     code, _, err = inspect_cli(capsys, DATA / "binary.csv", "--format", "pairs")
     assert code == 2 and "formats that fit: binary" in err
     code, _, err = inspect_cli(capsys, tmp_path / "missing.jsonl")
-    assert code == 2 and "no such file" in err
+    assert code == 2 and "missing.jsonl' does not exist" in err
     code, _, err = inspect_cli(capsys, DATA / "pairs.jsonl", "--tokenizer", tmp_path / "no_tokenizer")
-    assert code == 2 and "no such directory" in err
+    assert code == 2 and "tokenizer '" in err and "does not exist" in err
 
 
 def test_command_module_interface(capsys):
-    """``add_arguments`` / ``run(args, overrides)``, as rewardalign.cli calls every command module."""
+    """``add_arguments`` / ``run(args, overrides)``, as rewardalign.cli calls every command module; an unknown
+    field is a ConfigError that lists the known ones."""
     from rewardalign.commands import inspect as command
 
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
     args = parser.parse_args([str(DATA / "groups.jsonl")])
     assert command.run(args, []) == 0 and "groups: 3" in capsys.readouterr().out
-    assert command.run(args, ["--max_length", "8"]) == 2
-    assert "unrecognized arguments: --max_length 8" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"unknown data inspect field\(s\) \['max_length'\]"):
+        command.run(args, ["--max_length", "8"])

@@ -236,12 +236,23 @@ def test_ensemble_reward_members_feed_edpo(sft_dir, tmp_path, monkeypatch):
     assert row["objective/reward"] == pytest.approx(0.5)
 
 
-def test_cli_runs_the_example_config(sft_dir, tmp_path):
+@pytest.mark.parametrize("algorithm, objective", [("una", "una_score_mse"), ("rloo", "rloo")])
+def test_cli_runs_the_example_config(sft_dir, tmp_path, algorithm, objective):
+    """The README's commands: the example config as written, and with ``--algorithm rloo`` alone."""
     code = main(["online", "--config", str(ROOT / "examples/tiny/online.yaml"), "--model", sft_dir,
                  "--output_dir", str(tmp_path / "run"), "--max_steps", "2", "--save_strategy", "no",
-                 "--disable_tqdm", "true", "--sampler", "hf"])
+                 "--disable_tqdm", "true", "--sampler", "hf", "--algorithm", algorithm])
     assert code == 0
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 2
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["algorithm"] == algorithm and summary["objective"] == objective
+
+
+def test_objective_args_of_the_other_algorithm_name_the_algorithm(sft_dir, tmp_path, capsys):
+    code = main(["online", "--config", str(ROOT / "examples/tiny/online.yaml"), "--model", sft_dir,
+                 "--output_dir", str(tmp_path / "run"), "--algorithm", "rloo", "--objective_args.beta", "0.1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "algorithm rloo trains objective rloo; objective_args:" in err and "'beta'" in err
+    assert "kl_coef" in err and "Traceback" not in err
 
 
 def test_step_seeds_are_distinct_and_reproducible():
@@ -256,7 +267,7 @@ def test_reward_specs():
     assert gym.score(["sort: b a ->"], [" a, b"]).tolist() == [1.0]
     with pytest.raises(ConfigError, match="reward source"):
         build_source(3)
-    with pytest.raises(ConfigError, match="not a directory"):
+    with pytest.raises(ConfigError, match="/nonexistent/rm' does not exist"):
         build_source("rm:/nonexistent/rm")
 
 
@@ -274,7 +285,7 @@ def fail_if_model_loads(*args, **kwargs):
     ({"reward": None}, "no reward given"),
     ({"reward": "gym:nosuchtask"}, "unknown gym task"),
     ({"prompts": None}, "no prompts given"),
-    ({"model": "/nonexistent/model"}, "not a model directory"),
+    ({"model": "/nonexistent/model"}, "/nonexistent/model. does not exist"),
     ({"sampler": "tgi"}, "sampler must be one of"),
     ({"transform": "standardize"}, "needs scores in"),
     ({"transform": {"kind": "minmax", "range": [1, 0]}}, "lo < hi"),

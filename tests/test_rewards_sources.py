@@ -163,7 +163,7 @@ def test_teacher_ratio(models):
               for n in ("other", "base")]
     assert ratio == pytest.approx((lp[0] - lp[1]).double().numpy(), abs=1e-4)
     assert same.fingerprint() != TeacherRatioSource(root / "other", root / "base").fingerprint()
-    with pytest.raises(ConfigError, match="not a model directory"):
+    with pytest.raises(ConfigError, match="teacher_ratio teacher '.*nowhere' does not exist"):
         build_source({"type": "teacher_ratio", "teacher": str(root / "nowhere"), "base": str(root / "base")})
 
 
@@ -194,7 +194,7 @@ def test_factory_errors(models):
         build_source({"type": "oracle_of_delphi"})
     with pytest.raises(ConfigError, match="with a `type`"):
         build_source({"path": "x"})
-    with pytest.raises(ConfigError, match="is not a directory"):
+    with pytest.raises(ConfigError, match="reward model '.*missing' does not exist"):
         build_source({"type": "reward_model", "path": str(root / "missing")})
     with pytest.raises(ConfigError, match="is not a reward model: a reward model is a sequence-classification"):
         build_source({"type": "reward_model", "path": str(root / "base")})

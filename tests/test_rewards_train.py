@@ -201,7 +201,7 @@ def test_bad_config_fails_before_any_model_loads(setup, monkeypatch, capsys):
         ({"oracle_alpha": 2.0}, "oracle_alpha"),
         ({"eval_fraction": 1.0}, "eval_fraction"),
         ({"learning_rat": 1e-3}, "unknown train-rm field"),
-        ({"model": str(setup / "missing")}, "not a model directory"),
+        ({"model": str(setup / "missing")}, "missing. does not exist"),
         ({"data": str(setup / "missing.jsonl")}, "does not exist"),
         ({"max_length": 8, "max_prompt_length": 8}, "max_prompt_length"),
         ({"eval_fraction": 0.0, "eval_strategy": "steps"}, "needs held-out pairs"),

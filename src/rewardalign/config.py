@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import os
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,8 +60,16 @@ def load_yaml(path: str | Path | None) -> dict[str, Any]:
         return {}
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    data = load_yaml_text(path.read_text()) or {}
+        raise ConfigError(f"config file {path} " + ("is a directory" if path.is_dir() else "does not exist"))
+    try:
+        data = load_yaml_text(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path}: not UTF-8 text (byte {err.start})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"config file {path}{where}: not valid YAML ({problem})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of fields, got {type(data).__name__}")
     return data
@@ -116,6 +127,10 @@ TRAINING_ARGS_NOTE = ("Any transformers TrainingArguments field (output_dir, lea
                       "per_device_train_batch_size, ...) sits beside these fields and is passed to the trainer.")
 
 
+FORMAT_OPTIONS_HELP = ("load options: {score_range: [LO, HI]} (a score column's declared range), "
+                       "{score_field: rewards}, {expected_k: 4}, or the format's own")
+
+
 def opt(default: Any = None, help: str = "", *, factory: Any = None) -> Any:
     """A config field with its help text (the HF ``HfArgumentParser`` convention: ``metadata["help"]``)."""
     if factory is not None:
@@ -148,6 +163,39 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, notes: str 
     parser.epilog = "config fields:\n" + field_help(cls) + ("\n\n" + notes if notes else "")
 
 
+_KINDS = {(bool,): "true or false", (int,): "an integer", (int, float): "a number", (str, os.PathLike): "a string",
+          (list, tuple): "a list", (dict,): "a mapping"}
+
+
+def field_kinds(cls: type) -> dict[str, tuple[type, ...]]:
+    """Field name -> the Python types a value may have, for each field of dataclass ``cls`` whose type is one of
+    bool, int, float, str, a list or a dict (optional or not); fields of any other type are left out."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        kinds = {typing.get_origin(a) or a for a in (typing.get_args(hint) if union else (hint,))} - {type(None)}
+        kinds = {float} if kinds == {int, float} else kinds
+        kind = {frozenset({bool}): (bool,), frozenset({int}): (int,), frozenset({float}): (int, float),
+                frozenset({str}): (str, os.PathLike), frozenset({list}): (list, tuple), frozenset({dict}): (dict,)}
+        if frozenset(kinds) in kind:
+            out[f.name] = kind[frozenset(kinds)]
+    return out
+
+
+def check_types(cls: type, data: dict[str, Any], what: str) -> None:
+    """Each value of ``data`` (None aside) has its field's type in dataclass ``cls`` (:func:`field_kinds`); a
+    ConfigError names the field, the expected type and the value."""
+    kinds = field_kinds(cls)
+    for name, value in data.items():
+        wanted = kinds.get(name)
+        if value is None or wanted is None:
+            continue
+        if isinstance(value, bool) != (wanted == (bool,)) or not isinstance(value, wanted):
+            raise ConfigError(f"{what} field {name} must be {_KINDS[wanted]}, got {value!r}")
+
+
 def from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
     """Build dataclass ``cls`` from ``data``; an unknown field is an error that lists the known ones. A ``cls``
     with a ``training`` field takes every other key there (transformers ``TrainingArguments`` fields, checked
@@ -161,6 +209,7 @@ def from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
         unknown = []
     if unknown:
         raise ConfigError(f"unknown {what} field(s) {unknown}; known fields: {sorted(names)}")
+    check_types(cls, data, what)
     try:
         return cls(**data)
     except (TypeError, ValueError) as err:
@@ -178,15 +227,62 @@ def flat_dict(cfg: Any) -> dict[str, Any]:
     return out | dict(out.pop("training", None) or {})
 
 
-def check_model_path(path: str | None, what: str = "model") -> None:
-    """Fail before any loading when a local model path is missing (hub names are left to transformers)."""
+def hub_offline() -> bool:
+    """Whether the Hugging Face Hub is off limits (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` set true)."""
+    return any(os.environ.get(name, "").upper() in {"1", "ON", "YES", "TRUE"}
+               for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def could_be_hub_id(name: str) -> bool:
+    """A name transformers may fetch from the Hub: ``org/name`` by the Hub's rules, whose ``org`` is not a local
+    directory (``runs/nope`` with a ``runs/`` here is a missing local path, not a Hub id)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    org, sep, _ = name.partition("/")
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return bool(sep) and not Path(org).exists()
+
+
+def check_model_path(path: str | None, what: str = "model", *, hub: bool = True,
+                     marker: tuple[str, ...] = ("config.json",)) -> None:
+    """Fail before any loading, with no network call, unless ``path`` is a local directory that holds one of
+    ``marker`` (any directory for an empty ``marker``) or (``hub``) an ``org/name`` Hub id (:func:`could_be_hub_id`; with ``HF_HUB_OFFLINE`` set, only
+    one already in the local Hub cache)."""
+    if not path:
+        raise ConfigError(f"no {what} given" + (f": set `{what}: PATH` in the config or pass --{what} PATH"
+                                                 if what.isidentifier() else ""))
+    p = Path(path).expanduser()
+    if p.is_dir():
+        if marker and not any((p / name).is_file() for name in marker):
+            raise ConfigError(f"{what} '{path}' is not a model directory (no {' or '.join(marker)} there)")
+        return
+    if p.exists():
+        raise ConfigError(f"{what} '{path}' is a file, not a model directory (a save_pretrained directory)")
+    if hub and could_be_hub_id(str(path)):
+        if not hub_offline():
+            return
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(str(path), "config.json"), str):
+            return
+        raise ConfigError(f"{what} '{path}' is not a local directory and HF_HUB_OFFLINE is set: the Hub model "
+                          "is not in the local cache")
+    raise ConfigError(f"{what} '{path}' does not exist (no such directory" + (
+        "; a Hub model is named org/name)" if hub else ")"))
+
+
+def check_data_path(path: str | None, what: str = "data") -> None:
+    """A data argument that names a local file (it has a suffix, a directory part or starts with ``.``) must
+    exist; anything else may be a Hub data set name, left to the loader."""
     if not path:
         raise ConfigError(f"no {what} given: set `{what}: PATH` in the config or pass --{what} PATH")
-    p = Path(path)
-    looks_local = p.is_absolute() or path.startswith(".") or p.exists() or path.count("/") != 1
-    if looks_local and not (p / "config.json").is_file():
-        raise ConfigError(f"{what} path '{path}' is not a model directory (no config.json there); "
-                          f"train one with `rewardalign sft` or point --{what} at a save_pretrained directory")
+    p = Path(path).expanduser()
+    local = p.suffix or p.is_absolute() or path.startswith(".") or Path(path.partition("/")[0]).is_dir()
+    if local and not p.exists():
+        raise ConfigError(f"{what} file '{path}' does not exist")
 
 
 @dataclass
@@ -209,7 +305,7 @@ class RunFields(ModelFields):
 
     data: str | None = opt(None, "training data: a JSONL/JSON/CSV/Parquet file, a save_to_disk directory")
     format: str | None = opt(None, "pairs, binary, scores, ultrafeedback, helpsteer or group; detected if unset")
-    format_options: dict[str, Any] = opt(help="options of the format, e.g. {score_range: [1, 10]}", factory=dict)
+    format_options: dict[str, Any] = opt(help=FORMAT_OPTIONS_HELP, factory=dict)
     split: str | None = opt(None, "the split of a datasets directory or hub data set")
     on_error: str = opt("raise", "a bad row: raise (stop, naming file, row, field) or drop (count and report)")
     max_length: int = opt(512, "longest prompt + response, in tokens")

@@ -31,7 +31,7 @@ from typing import IO, Any
 
 import yaml
 
-from .config import ConfigError
+from .config import ConfigError, check_types
 from .fingerprint import file_digest
 
 # Our defaults where transformers' differ: nothing reported unless asked, our batches are not dicts of model
@@ -60,8 +60,67 @@ def training_fields() -> frozenset[str]:
     return frozenset(f.name for f in dataclasses.fields(TrainingArguments) if f.init)
 
 
+# Values transformers accepts at construction and fails on only once a model and data are loaded (or never).
+VALUE_CHECKS: dict[str, tuple[Any, str]] = {
+    "per_device_train_batch_size": (lambda v: v >= 1, ">= 1"),
+    "per_device_eval_batch_size": (lambda v: v >= 1, ">= 1"),
+    "gradient_accumulation_steps": (lambda v: v >= 1, ">= 1"),
+    "max_steps": (lambda v: v > 0 or v == -1, "> 0 (or -1: num_train_epochs decides)"),
+    "num_train_epochs": (lambda v: v > 0, "> 0"),
+    "learning_rate": (lambda v: v >= 0, ">= 0"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "max_grad_norm": (lambda v: v >= 0, ">= 0"),
+    "warmup_ratio": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "save_steps": (lambda v: v > 0, "> 0"),
+    "eval_steps": (lambda v: v > 0, "> 0"),
+    "logging_steps": (lambda v: v > 0, "> 0"),
+    "save_total_limit": (lambda v: v >= 1, ">= 1"),
+    "seed": (lambda v: 0 <= v < 2**32, "in [0, 2^32)"),
+    "data_seed": (lambda v: 0 <= v < 2**32, "in [0, 2^32)"),
+    "dataloader_num_workers": (lambda v: v >= 0, ">= 0"),
+}
+REPORT_PACKAGES = {"tensorboard": '-e ".[tracking]"  (or: pip install "rewardalign[tracking]")',
+                   "azure_ml": "azureml-core", "flyte": "flytekitplugins-deck-standard"}
+"""What to install for a ``report_to`` integration; any other is the pip package of its own name."""
+
+
+def check_training_values(fields: dict[str, Any], what: str) -> None:
+    """The types (:func:`~rewardalign.config.check_types`; ``resume_from_checkpoint`` may also be true, the
+    latest checkpoint) and ranges (:data:`VALUE_CHECKS`) of TrainingArguments values, and that every
+    ``report_to`` integration is known and installed (:func:`check_report_to`); a ConfigError names the field."""
+    from transformers import TrainingArguments
+
+    check_types(TrainingArguments, {k: v for k, v in fields.items() if k != "resume_from_checkpoint"}, what)
+    for name, value in fields.items():
+        check = VALUE_CHECKS.get(name)
+        if check is not None and value is not None and not check[0](value):
+            raise ConfigError(f"{what} field {name} must be {check[1]}, got {value!r}")
+    check_report_to(fields.get("report_to"))
+
+
+def check_report_to(report_to: Any) -> None:
+    """Each ``report_to`` integration must be one transformers knows and whose package is installed."""
+    from transformers.integrations.integration_utils import (
+        INTEGRATION_TO_CALLBACK,
+        get_available_reporting_integrations,
+    )
+
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    available = set(get_available_reporting_integrations())
+    for name in names:
+        if name in ("none", "all"):
+            continue
+        if name not in INTEGRATION_TO_CALLBACK:
+            raise ConfigError(f"report_to {name!r} is not a transformers integration; choose from none, all, "
+                              f"{', '.join(INTEGRATION_TO_CALLBACK)}")
+        if name not in available:
+            package = REPORT_PACKAGES.get(name, name)
+            raise ConfigError(f"report_to {name} needs its package: pip install {package}")
+
+
 def training_arguments(fields: dict[str, Any], what: str) -> Any:
-    """``TrainingArguments`` from the config's remaining fields; an unknown field is a ConfigError. ``save_steps``
+    """``TrainingArguments`` from the config's remaining fields; an unknown field, a value of the wrong type or
+    out of range (:func:`check_training_values`) or one transformers refuses is a ConfigError. ``save_steps``
     without ``save_strategy`` means saving every ``save_steps`` steps."""
     import torch
     from transformers import TrainingArguments
@@ -73,9 +132,12 @@ def training_arguments(fields: dict[str, Any], what: str) -> Any:
         )
     if "output_dir" not in fields:
         raise ConfigError(f"{what} needs an output_dir (--output_dir runs/NAME)")
+    if Path(str(fields["output_dir"])).is_file():
+        raise ConfigError(f"{what} output_dir '{fields['output_dir']}' is a file, not a folder")
     values = TRAINING_DEFAULTS | fields
     if "save_steps" in fields and "save_strategy" not in fields:
         values["save_strategy"] = "steps"
+    check_training_values(values, what)
     if not torch.cuda.is_available():
         values.setdefault("use_cpu", True)
     try:

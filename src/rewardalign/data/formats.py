@@ -60,7 +60,8 @@ Converter = Callable[..., Iterator[Item]]
 ULTRAFEEDBACK_ASPECTS = ("helpfulness", "honesty", "instruction_following", "truthfulness")
 HELPSTEER2_WEIGHTS = {"helpfulness": 0.65, "correctness": 0.8, "coherence": 0.45}
 
-_SCORE_HINT = " (declare the range with score_range / --score-range, or read rewards with score_field)"
+_SCORE_HINT = (" (declare its range with --format_options.score_range \"[LO, HI]\" or read it as rewards with "
+               "--format_options.score_field rewards; in a config: format_options: {score_range: [LO, HI]})")
 
 REQUIRED_COLUMNS: dict[str, tuple[tuple[str, ...], ...]] = {
     "group": (("prompt",), ("responses",)),

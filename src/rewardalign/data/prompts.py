@@ -7,6 +7,8 @@ gives those.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..config import ConfigError
 from .formats import fitting_formats
 from .loaders import load_groups, read_rows
@@ -14,8 +16,9 @@ from .schema import DataError, Text, text_is_empty, text_key
 
 
 def load_prompts(source: str, format: str | None = None, split: str | None = None,
-                 max_prompts: int | None = None) -> list[Text]:
-    """The distinct prompts of a data source, in order (see the module docstring), the first ``max_prompts``."""
+                 max_prompts: int | None = None, **load_options: Any) -> list[Text]:
+    """The distinct prompts of a data source, in order (see the module docstring), the first ``max_prompts``;
+    ``load_options`` go to :func:`~rewardalign.data.loaders.load_groups` (``score_range``, ...)."""
     rows, columns = read_rows(source, split=split)
     if format is None and not fitting_formats(columns):
         if "prompt" not in columns:
@@ -28,7 +31,7 @@ def load_prompts(source: str, format: str | None = None, split: str | None = Non
                 raise DataError(i, "prompt", f"must be a non-empty string or message list, got {prompt!r}")
             prompts.append(prompt)
     else:
-        groups, _ = load_groups(rows, format)
+        groups, _ = load_groups(rows, format, **load_options)
         prompts = [g.prompt for g in groups]
     seen: set[str] = set()
     unique = []

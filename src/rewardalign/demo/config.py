@@ -112,7 +112,10 @@ class DemoConfig:
     force: bool = opt(False, "continue and rank the methods even when SFT or the reward model did not learn")
 
     def check(self) -> None:
-        get_task(self.task, **self.task_args)
+        try:
+            get_task(self.task, **self.task_args)
+        except (TypeError, ValueError) as err:  # an unknown task, or knobs the task does not have
+            raise ConfigError(f"task {self.task!r} with task_args {self.task_args}: {err}") from err
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ConfigError(f"unknown demo method(s) {unknown}; known: {', '.join(METHODS)}")
@@ -131,7 +134,10 @@ class DemoConfig:
             raise ConfigError(f"score_transform must be sigmoid or minmax, got {self.score_transform!r}")
         if not 0.0 < self.heldout_fraction < 1.0:
             raise ConfigError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
-        FeedbackConfig(**self.annotator)
+        try:
+            FeedbackConfig(**self.annotator)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"annotator: {err}") from err
 
     def method(self, name: str) -> MethodSpec:
         """The method's spec with this config's ``method_args`` applied."""

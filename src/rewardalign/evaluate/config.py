@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from ..config import opt
+from ..config import FORMAT_OPTIONS_HELP, opt
 
 CI_METHODS = ("normal", "bootstrap")
 
@@ -22,6 +23,8 @@ class EvalConfig:
     pairs: str | None = opt(None, "held-out groups for the likelihood drift of chosen and rejected responses")
     prompts_format: str | None = opt(None, "the prompts file's format, when it is not detected")
     pairs_format: str | None = opt(None, "the pairs file's format, when it is not detected")
+    format_options: dict[str, Any] = opt(help="load options of prompts and pairs: " + FORMAT_OPTIONS_HELP,
+                                         factory=dict)
     split: str | None = opt(None, "the split of a datasets directory")
     n_samples: int = opt(4, "responses sampled per prompt")
     temperature: float = opt(1.0, "sampling temperature (0: greedy)")

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from ..config import ConfigError, as_config, check_model_path
+from ..config import ConfigError, as_config, check_data_path, check_model_path
 from ..data import load_groups
 from ..data.prompts import load_prompts
 from ..data.schema import Group
@@ -52,12 +52,11 @@ def check_config(cfg: EvalConfig) -> None:
     for what in ("reference", "baseline"):
         if getattr(cfg, what):
             check_model_path(getattr(cfg, what), what)
-    if not cfg.prompts:
-        raise ConfigError("no prompts given: set `prompts: PATH` in the config or pass --prompts PATH")
-    for what in ("prompts", "pairs"):
-        path = getattr(cfg, what)
-        if path and Path(path).suffix in (".jsonl", ".json", ".csv", ".parquet") and not Path(path).exists():
-            raise ConfigError(f"{what} file {path} does not exist")
+    check_data_path(cfg.prompts, "prompts")
+    if cfg.pairs:
+        check_data_path(cfg.pairs, "pairs")
+    if not isinstance(cfg.format_options, dict):
+        raise ConfigError("format_options must be a mapping of load options, e.g. {score_range: [1, 10]}")
     if not cfg.output_dir:
         raise ConfigError("evaluate needs an output_dir (--output_dir runs/NAME)")
     out = Path(cfg.output_dir)
@@ -84,7 +83,7 @@ def sampling_config(cfg: EvalConfig) -> SamplingConfig:
 def _load_pairs(cfg: EvalConfig) -> list[Group] | None:
     if not cfg.pairs:
         return None
-    groups, _ = load_groups(cfg.pairs, cfg.pairs_format, split=cfg.split)
+    groups, _ = load_groups(cfg.pairs, cfg.pairs_format, split=cfg.split, **cfg.format_options)
     return groups[: cfg.max_pairs] if cfg.max_pairs is not None else groups
 
 
@@ -95,7 +94,7 @@ def run_evaluate(cfg: EvalConfig | dict[str, Any]) -> dict[str, Any]:
     check_config(cfg)
     sampling = sampling_config(cfg)
     judge = build_source(cfg.judge) if cfg.judge else None
-    prompts = load_prompts(cfg.prompts, cfg.prompts_format, cfg.split, cfg.max_prompts)
+    prompts = load_prompts(cfg.prompts, cfg.prompts_format, cfg.split, cfg.max_prompts, **cfg.format_options)
     if not prompts:
         raise ConfigError(f"no prompts in {cfg.prompts}")
     pairs = _load_pairs(cfg)

@@ -34,8 +34,11 @@ def load_causal_lm(
     if dtype not in DTYPES:
         raise ConfigError(f"torch_dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     extra = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
-    return AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code,
-                                                **extra)
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code,
+                                                    **extra)
+    except OSError as err:  # transformers' word for files it cannot find or read (local or on the Hub)
+        raise ConfigError(f"cannot load the model '{path}': {err}") from err
 
 
 def apply_lora(model: torch.nn.Module, lora: dict[str, Any]) -> torch.nn.Module:
@@ -50,7 +53,10 @@ def apply_lora(model: torch.nn.Module, lora: dict[str, Any]) -> torch.nn.Module:
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     """Load a tokenizer from a local directory (or a hub name where a network exists)."""
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except OSError as err:
+        raise ConfigError(f"cannot load the tokenizer of '{path}': {err}") from err
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

@@ -125,9 +125,9 @@ def run_annotate(config: dict[str, Any] | AnnotateConfig, source: RewardSource |
     src = source if source is not None else build_source(cfg.source)  # type: ignore[arg-type]
     transform = parse_transform(cfg.transform, cfg.target).with_default_range(src.value_range)
 
-    score_range = cfg.score_range or getattr(src, "loader_score_range", None)
     load_opts: dict[str, Any] = dict(format=cfg.format, split=cfg.split, on_error=cfg.on_error,
                                      **cfg.format_options)
+    score_range = cfg.format_options.get("score_range") or getattr(src, "loader_score_range", None)
     if score_range is not None:
         load_opts["score_range"] = tuple(score_range)
     try:

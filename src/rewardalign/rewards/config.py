@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, RunFields, check_model_path, opt
+from ..config import FORMAT_OPTIONS_HELP, ConfigError, RunFields, check_data_path, check_model_path, opt
 from ..data.tokenize import TokenizeConfig
 
 KINDS = ("bt", "oracle", "ensemble")
@@ -61,12 +61,9 @@ class RewardModelConfig(RunFields):
         self.tokenize_config()
 
         check_model_path(self.model)
-        for name in ("data", "eval_data"):
-            path = getattr(self, name)
-            if name == "data" and not path:
-                raise ConfigError("no data given: set `data: PATH` in the config or pass --data PATH")
-            if path and _looks_local(path) and not Path(path).exists():
-                raise ConfigError(f"{name} file '{path}' does not exist")
+        check_data_path(self.data)
+        if self.eval_data:
+            check_data_path(self.eval_data, "eval_data")
 
     @property
     def base_kind(self) -> str:
@@ -74,16 +71,11 @@ class RewardModelConfig(RunFields):
         return self.member_kind if self.kind == "ensemble" else self.kind
 
 
-def _looks_local(path: str) -> bool:
-    p = Path(path)
-    return p.suffix != "" or p.is_absolute() or path.startswith(".")
-
-
 @dataclass
 class AnnotateConfig:
     """The fields of ``annotate.yaml``.
 
-    data/format/format_options/split/on_error/score_range: how the input is loaded (``rewardalign.data``);
+    data/format/format_options/split/on_error: how the input is loaded (``rewardalign.data``);
     source: the reward source mapping (see :func:`rewardalign.rewards.sources.build_source`); transform:
     ``none`` | ``standardize`` | ``minmax`` | ``sigmoid`` or ``{kind, range, target}``; output: the JSONL to
     write; cache / cache_dir: the raw-reward cache; progress: the tqdm bar.
@@ -94,10 +86,9 @@ class AnnotateConfig:
     source: dict[str, Any] | str | None = opt(None, "rm:<path>, rule:<module or file.py>:<fn>, gym:<task>, or "
                                                     "a mapping {type: reward_model | ensemble | rule | ...}")
     format: str | None = opt(None, "the data's format, when it is not detected")
-    format_options: dict[str, Any] = opt(help="options of the format, e.g. {score_range: [1, 10]}", factory=dict)
+    format_options: dict[str, Any] = opt(help=FORMAT_OPTIONS_HELP, factory=dict)
     split: str | None = opt(None, "the split of a datasets directory")
     on_error: str = opt("raise", "a bad row: raise (stop, naming file, row, field) or drop (count and report)")
-    score_range: list[float] | None = opt(None, "the declared range of the data's scores column")
     transform: Any = opt("none", "none, standardize, minmax, sigmoid, or {kind, range, target}")
     target: str | None = opt(None, "where transformed values go: scores or rewards (default: the transform's)")
     cache: bool = opt(True, "reuse raw rewards cached for the same source, data and options")
@@ -105,8 +96,7 @@ class AnnotateConfig:
     progress: bool = opt(True, "show a progress bar")
 
     def check(self) -> None:
-        if not self.data:
-            raise ConfigError("no data given: set `data: PATH` in the config or pass --data PATH")
+        check_data_path(self.data)
         if not self.output:
             raise ConfigError("no output given: set `output: PATH.jsonl` in the config or pass --output PATH")
         if self.source is None:
@@ -116,8 +106,5 @@ class AnnotateConfig:
             raise ConfigError(f"on_error must be 'raise' or 'drop', got {self.on_error!r}")
         if not isinstance(self.format_options, dict):
             raise ConfigError("format_options must be a mapping of the format's options")
-        p = Path(self.data)
-        if (p.suffix or p.is_absolute() or self.data.startswith(".")) and not p.exists():
-            raise ConfigError(f"data file '{self.data}' does not exist")
-        if Path(self.output).resolve() == p.resolve():
+        if Path(self.output).resolve() == Path(self.data).resolve():
             raise ConfigError("output must differ from the input data file")

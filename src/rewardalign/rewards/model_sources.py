@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM
 
-from ..config import ConfigError, opt
+from ..config import ConfigError, check_model_path, opt
 from ..data.collate import collate_groups
 from ..data.schema import DataError, Group, Text
 from ..data.tokenize import TokenizeConfig, TokenizedGroup, TokenizeStats, tokenize_group
@@ -203,9 +203,8 @@ class TeacherRatioSource(RewardSource):
         self.options = options or ModelOptions()
         self.options.check()
         self.trust_remote_code = trust_remote_code
-        for what, path in (("teacher", self.teacher), ("base", self.base)):
-            if not (path / "config.json").is_file():
-                raise ConfigError(f"teacher_ratio {what} '{path}' is not a model directory (no config.json)")
+        for what, path in (("teacher", teacher), ("base", base)):
+            check_model_path(str(path), f"teacher_ratio {what}", hub=False)
         self.truncated = 0
 
     def default_name(self) -> str:

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
 
-from ..config import ConfigError
+from ..config import ConfigError, check_model_path
 from ..modeling.loading import DTYPES, load_causal_lm
 from ..modeling.logprobs import chunked_token_logps
 
@@ -162,14 +162,14 @@ def build_reward_model(path: str | Path, kind: str, pad_token_id: int, dtype: st
 
 
 def resolve_model_dir(name: str | Path) -> Path:
-    """A local model directory: ``name`` itself, or the hub repository ``name`` (``org/model``, not a local path)
-    fetched by ``huggingface_hub.snapshot_download`` into its cache where a network exists."""
+    """A local model directory: ``name`` itself, or the hub repository ``name`` (``org/model`` that
+    :func:`~rewardalign.config.check_model_path` lets through: not a local path) fetched by
+    ``huggingface_hub.snapshot_download`` into its cache where a network exists."""
+    check_model_path(str(name), "reward model", marker=())
     path = Path(name)
     if path.is_dir():
         return path
     text = str(name)
-    if path.is_absolute() or text.startswith(".") or text.count("/") != 1:
-        raise ConfigError(f"reward model '{name}' is not a directory; train one with `rewardalign train-rm`")
     from huggingface_hub import snapshot_download
 
     try:

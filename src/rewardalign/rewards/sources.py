@@ -316,8 +316,6 @@ def _build(config: dict[str, Any]) -> RewardSource:
         return RewardModelSource(cfg.path, _model_options(cfg), cfg.trust_remote_code)
     if kind == "teacher_ratio":
         cfg = from_dict(_TeacherConfig, options, "teacher_ratio source")
-        if not cfg.teacher or not cfg.base:
-            raise ConfigError("teacher_ratio source needs `teacher` and `base` model paths")
         return TeacherRatioSource(cfg.teacher, cfg.base, _model_options(cfg), cfg.trust_remote_code)
     if kind == "rule":
         cfg = from_dict(_RuleConfig, options, "rule source")

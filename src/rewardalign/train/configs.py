@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import ModelFields, RunFields, opt
+from ..config import FORMAT_OPTIONS_HELP, ModelFields, RunFields, opt
 
 LAYOUTS = ("plain", "shared_prompt", "packed", "packed_shared_prompt")
 ALGORITHMS = {"una": "una_score_mse", "rloo": "rloo"}
@@ -51,6 +51,7 @@ class OnlineConfig(ModelFields):
 
     prompts: str | None = opt(None, "a data file's distinct prompts, or gym:<task> (a name, module:Class or file.py:Class)")
     prompts_format: str | None = opt(None, "the prompts file's format, when it is not detected")
+    format_options: dict[str, Any] = opt(help="load options of the prompts file: " + FORMAT_OPTIONS_HELP, factory=dict)
     split: str | None = opt(None, "the split of a datasets directory")
     max_prompts: int | None = opt(None, "use the first N prompts")
     prompts_seed: int = opt(0, "seed of a gym task's prompts")
@@ -58,8 +59,10 @@ class OnlineConfig(ModelFields):
     transform: Any = opt(None, "raw reward -> what the objective reads: sigmoid, minmax, standardize, none")
     judge: Any = opt(None, "a second reward, only logged (e.g. the gold reward while training on an RM)")
     algorithm: str = opt("una", f"{' or '.join(ALGORITHMS)}")
-    objective: str | None = opt(None, "una: a point-wise objective (default una_score_mse); rloo: rloo")
-    objective_args: dict[str, Any] = opt(help="the objective's hyperparameters", factory=dict)
+    objective: str | None = opt(None, "una: a point-wise objective (default una_score_mse); rloo: rloo (unset: "
+                                      "the algorithm's)")
+    objective_args: dict[str, Any] = opt(help="the objective's hyperparameters, e.g. {beta: 0.1} (una_score_mse) or "
+                                              "{kl_coef: 0.05} (rloo); unset: the objective's defaults", factory=dict)
     label_threshold: float = opt(0.5, "binary objectives: label 1 when the score is at least this")
     n_samples: int = opt(4, "K: responses sampled per prompt")
     temperature: float = opt(1.0, "sampling temperature")

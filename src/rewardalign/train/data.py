@@ -6,8 +6,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from ..config import ConfigError, RunFields
+from ..config import ConfigError, RunFields, check_data_path
 from ..data import DropReport, Group, load_groups
+from ..data.formats import group_ref
 from ..data.schema import DataError
 from ..data.tokenize import TokenizeConfig, TokenizedGroup, TokenizeStats, tokenize_groups
 from ..objectives import OBJECTIVES, get_objective, validate_hparams
@@ -24,8 +25,9 @@ def tokenize_config(cfg: RunFields) -> TokenizeConfig:
 def load_training_groups(cfg: Any, seed: int) -> tuple[list[Group], list[Group], DropReport]:
     """(training groups, held-out groups, drops) of a run: ``cfg.eval_data`` when given, else a seeded
     ``cfg.eval_fraction`` of ``cfg.data``."""
-    if not cfg.data:
-        raise ConfigError("no data given: set `data: PATH` in the config or pass --data PATH")
+    check_data_path(cfg.data)
+    if getattr(cfg, "eval_data", None):
+        check_data_path(cfg.eval_data, "eval_data")
     drops = DropReport()
     load_opts = dict(format=cfg.format, split=cfg.split, on_error=cfg.on_error, **cfg.format_options)
     groups, dropped = load_groups(cfg.data, **load_opts)
@@ -64,7 +66,7 @@ def check_data_fits(objective: str, hparams: dict[str, Any], groups: list[Group]
     for name, needed in wanted:
         if not needed:
             continue
-        for i, g in enumerate(groups):
+        for g in groups:
             has = getattr(g, name) is not None or (name == "reward_members" and g.rewards is not None)
             if not has:
                 hint = {
@@ -74,12 +76,12 @@ def check_data_fits(objective: str, hparams: dict[str, Any], groups: list[Group]
                     "scores": "give scores in [0, 1] (annotate with a transform, e.g. sigmoid or minmax)",
                     "labels": "give binary labels (the binary format) or choose another objective",
                 }[name]
-                raise DataError(i, name, f"objective '{objective}' needs {name} and the data in {source} "
-                                         f"has none here: {hint}")
-    for i, g in enumerate(groups):
+                raise DataError(group_ref(g), name, f"objective '{objective}' needs {name} and this group of "
+                                                    f"{source} has none: {hint}")
+    for g in groups:
         if g.k < needs.min_k:
-            raise DataError(i, "responses", f"objective '{objective}' needs K >= {needs.min_k} responses per "
-                                            f"group, this group has {g.k}")
+            raise DataError(group_ref(g), "responses", f"objective '{objective}' needs K >= {needs.min_k} responses per "
+                                            f"group, this group of {source} has {g.k}")
 
 
 def split_eval(groups: list[Group], fraction: float, seed: int) -> tuple[list[Group], list[Group]]:

@@ -42,7 +42,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from transformers import set_seed
 
-from ..config import ConfigError, as_config, check_model_path, flat_dict
+from ..config import ConfigError, as_config, check_data_path, check_model_path, flat_dict
 from ..data.collate import collate_groups
 from ..data.prompts import load_prompts
 from ..data.schema import Text
@@ -51,7 +51,7 @@ from ..gym import get_task, make_prompts
 from ..modeling.generation import HFSampler, SamplingConfig, stop_token_ids
 from ..modeling.loading import apply_lora, load_causal_lm, load_tokenizer
 from ..modeling.reference import LiveReference, PeftReference
-from ..objectives import compute_objective, get_objective
+from ..objectives import OBJECTIVES, compute_objective, get_objective
 from ..objectives.metrics import masked_mean
 from ..rewards.base import RewardSource, mean_reward, score_finite
 from ..rewards.sources import build_source
@@ -263,7 +263,12 @@ def check_config(cfg: OnlineConfig) -> tuple[str, dict[str, Any]]:
         raise ConfigError(f"algorithm rloo trains objective rloo, not {objective!r} (use algorithm: una for it)")
     if cfg.algorithm == "una" and objective == "rloo":
         raise ConfigError("objective rloo is the RLOO baseline: set algorithm: rloo")
-    hparams = check_objective(objective, cfg.objective_args)
+    try:
+        hparams = check_objective(objective, cfg.objective_args)
+    except ConfigError as err:
+        if objective not in OBJECTIVES:
+            raise
+        raise ConfigError(f"algorithm {cfg.algorithm} trains objective {objective}; objective_args: {err}") from err
     if "auto" in hparams.values():
         raise ConfigError(f"objective_args: 'auto' values are estimated from offline training data (align); "
                           f"online training needs a number, got {hparams}")
@@ -281,6 +286,8 @@ def check_config(cfg: OnlineConfig) -> tuple[str, dict[str, Any]]:
     check_model_path(cfg.model)
     if not cfg.prompts:
         raise ConfigError("no prompts given: set `prompts: PATH` (or gym:<task>) in the config or pass --prompts")
+    if not str(cfg.prompts).startswith("gym:"):
+        check_data_path(cfg.prompts, "prompts")
     if cfg.reward is None:
         raise ConfigError("no reward given: set `reward:` to gym:<task>, rule:<module>:<function>, rm:<path> "
                           "or a reward source mapping")
@@ -296,7 +303,7 @@ def online_prompts(cfg: OnlineConfig) -> list[Any]:
             return make_prompts(get_task(task), cfg.max_prompts or 1000, seed=cfg.prompts_seed)
         except ValueError as err:
             raise ConfigError(f"prompts {cfg.prompts}: {err}") from err
-    prompts = load_prompts(cfg.prompts, cfg.prompts_format, cfg.split, cfg.max_prompts)
+    prompts = load_prompts(cfg.prompts, cfg.prompts_format, cfg.split, cfg.max_prompts, **cfg.format_options)
     if not prompts:
         raise ConfigError(f"no prompts in {cfg.prompts}")
     return prompts

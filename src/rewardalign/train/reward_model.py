@@ -21,7 +21,7 @@ from torch import nn
 from transformers import EvalPrediction, set_seed
 
 from ..config import ConfigError, as_config, flat_dict
-from ..data import DropReport, load_groups
+from ..data import DropReport, Group, load_groups
 from ..data.collate import GroupDataset, collate_groups
 from ..data.tokenize import TokenizedGroup, tokenize_groups
 from ..modeling.loading import load_tokenizer
@@ -174,8 +174,8 @@ class PreparedData:
     drops: DropReport
 
 
-def prepare_pairs(cfg: RewardModelConfig, tokenizer: Any, seed: int) -> PreparedData:
-    """Load, split (by prompt), tokenise and pair the data of ``cfg``."""
+def load_pair_groups(cfg: RewardModelConfig, seed: int) -> tuple[list[Group], list[Group], DropReport]:
+    """(training groups, held-out groups, drops) of ``cfg``: ``eval_data``, or a split of ``data`` by prompt."""
     drops = DropReport()
     options = dict(format=cfg.format, on_error=cfg.on_error, **cfg.format_options)
     groups, dropped = load_groups(cfg.data, split=cfg.split, **options)
@@ -186,6 +186,12 @@ def prepare_pairs(cfg: RewardModelConfig, tokenizer: Any, seed: int) -> Prepared
     else:
         train_idx, eval_idx = split_by_prompt(groups, float(cfg.eval_fraction), seed)
         groups, eval_groups = [groups[i] for i in train_idx], [groups[i] for i in eval_idx]
+    return groups, eval_groups, drops
+
+
+def prepare_pairs(cfg: RewardModelConfig, groups: list[Group], eval_groups: list[Group], drops: DropReport,
+                  tokenizer: Any) -> PreparedData:
+    """Tokenise and pair the groups of :func:`load_pair_groups`."""
     tok_cfg = cfg.tokenize_config()
     train_tok, tok_stats = tokenize_groups(groups, tokenizer, tok_cfg, drops)
     eval_tok, _ = tokenize_groups(eval_groups, tokenizer, tok_cfg, drops)
@@ -271,10 +277,11 @@ def run_train_rm(cfg: RewardModelConfig | dict[str, Any], callbacks: list | None
         raise ConfigError(f"eval_strategy '{args.eval_strategy}' needs held-out pairs: set eval_fraction > 0 "
                           f"or eval_data")
     output_dir = Path(args.output_dir)
+    groups, eval_groups, drops = load_pair_groups(cfg, args.seed)
     folder = RunFolder(args, "train-rm", cfg.overwrite_output_dir, inputs=(cfg.model,))
     set_seed(args.seed)
     tokenizer = load_tokenizer(cfg.model)
-    data = prepare_pairs(cfg, tokenizer, args.seed)
+    data = prepare_pairs(cfg, groups, eval_groups, drops, tokenizer)
     if evaluating and not data.eval_pairs:
         raise ConfigError("the held-out groups give no preference pair; raise eval_fraction or check eval_data")
 
