@@ -19,7 +19,7 @@ from typing import Any
 
 from rewardalign.data.formats import FORMATS, detect_format
 from rewardalign.data.loaders import load_groups, read_rows
-from rewardalign.data.schema import DataError, DropReport, Group
+from rewardalign.data.schema import DataError, DataSourceError, DropReport, Group
 from rewardalign.data.tokenize import render
 
 PERCENTILES = (50, 90, 99)
@@ -150,7 +150,10 @@ def run_inspect(args: argparse.Namespace) -> int:
     """Load ``args.path``, print its statistics and rejected rows; return the exit code."""
     options = {"score_field": args.score_field} if args.score_field else {}
     try:
-        rows, columns = read_rows(args.path, split=args.split)
+        lines = DropReport()
+        rows, columns = read_rows(args.path, split=args.split, on_error=args.on_error, report=lines)
+        if not columns:
+            raise DataSourceError(args.path, "has no rows")
         format = args.format or detect_format(columns)
         groups, report = load_groups(
             rows,
@@ -160,7 +163,12 @@ def run_inspect(args: argparse.Namespace) -> int:
             expected_k=args.expected_k,
             **options,
         )
+        lines.extend(report)
+        report = lines
         stats = inspect_groups(groups, report, _tokenizer(args.tokenizer))
+    except DataSourceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
