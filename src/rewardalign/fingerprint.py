@@ -1,4 +1,5 @@
-"""Content fingerprints for the caches (reference log-probs, annotation): model directories, modules, data.
+"""Content fingerprints for the caches (tokenised data, reference log-probs, annotation): model directories,
+tokenizers, modules, data.
 
 A fingerprint changes when what it names changes, so a cache keyed on it is never stale:
 ``content`` hashes every byte (SHA-256); ``stat`` hashes each file's name, size and modification time (fast for
@@ -64,3 +65,19 @@ def path_fingerprint(path: str | Path, mode: str = "auto") -> str:
 def hash_json(value: Any) -> str:
     """SHA-256 of a JSON-serialisable value (keys sorted)."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """Fingerprint of what a tokenizer does to text: its serialised content (vocabulary, merges, normaliser,
+    pre-tokeniser, post-processor, added tokens) for a fast tokenizer, else its vocabulary; its special
+    tokens and chat template. Independent of where it was loaded from."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    parts = {
+        "class": type(tokenizer).__name__,
+        "content": backend.to_str() if backend is not None else sorted(tokenizer.get_vocab().items()),
+        "special": {k: str(v) for k, v in sorted(getattr(tokenizer, "special_tokens_map", {}).items())},
+        "ids": [getattr(tokenizer, f"{name}_token_id", None) for name in ("bos", "eos", "pad")],
+        "chat_template": getattr(tokenizer, "chat_template", None),
+        "padding_side": getattr(tokenizer, "padding_side", None),
+    }
+    return hash_json(parts)

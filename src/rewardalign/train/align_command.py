@@ -26,10 +26,10 @@ from ..config import (
     resolve,
     split_known,
 )
-from ..data import DropReport, Group, load_groups
+from ..data import DropReport, Group
 from ..data.collate import LAYOUTS, GroupDataset
+from ..data.pipeline import prepare_dataset
 from ..data.schema import DataError
-from ..data.tokenize import tokenize_groups
 from ..fingerprint import path_fingerprint
 from ..modeling.reference import (
     LiveReference,
@@ -107,6 +107,8 @@ def check_data_fits(objective: str, hparams: dict[str, Any], groups: list[Group]
 def split_eval(groups: list[Group], fraction: float, seed: int) -> tuple[list[Group], list[Group]]:
     if not 0.0 <= fraction < 1.0:
         raise ConfigError(f"eval_fraction must be in [0, 1), got {fraction}")
+    if hasattr(groups, "split"):  # a TokenizedDataset: split its views, same groups
+        return groups.split(fraction, seed)
     order = list(range(len(groups)))
     random.Random(seed).shuffle(order)
     n_eval = int(round(fraction * len(groups)))
@@ -132,23 +134,20 @@ def run_align(raw: dict[str, Any], callbacks: list | None = None) -> dict[str, A
     needs = get_objective(cfg.objective).requirements(objective_args)
 
     drops = DropReport()
-    load_opts = dict(format=cfg.format, split=cfg.split, on_error=cfg.on_error, **cfg.format_options)
-    groups, dropped = load_groups(cfg.data, **load_opts)
-    drops.extend(dropped)
-    if cfg.eval_data:
-        eval_groups, dropped = load_groups(cfg.eval_data, **load_opts)
-        drops.extend(dropped)
-    else:
-        groups, eval_groups = split_eval(groups, cfg.eval_fraction, args.seed)
-    check_data_fits(cfg.objective, objective_args, groups, cfg.data)
-    if eval_groups:
-        check_data_fits(cfg.objective, objective_args, eval_groups, cfg.eval_data or cfg.data)
-
-    set_seed(args.seed)
     tokenizer = load_tokenizer(cfg.model)
     tok_cfg = cfg.tokenize_config()
-    train_tok, tok_stats = tokenize_groups(groups, tokenizer, tok_cfg, drops)
-    eval_tok, _ = tokenize_groups(eval_groups, tokenizer, tok_cfg, drops)
+    load_opts = dict(format=cfg.format, split=cfg.split, on_error=cfg.on_error, drops=drops,
+                     cache_dir=Path(cfg.cache_dir) / "data", **cfg.format_options)
+    train_tok, tok_stats = prepare_dataset(cfg.data, tokenizer, tok_cfg, **load_opts)
+    if cfg.eval_data:
+        eval_tok, _ = prepare_dataset(cfg.eval_data, tokenizer, tok_cfg, **load_opts)
+    else:
+        train_tok, eval_tok = split_eval(train_tok, cfg.eval_fraction, args.seed)
+    check_data_fits(cfg.objective, objective_args, train_tok.feedback(), cfg.data)
+    if eval_tok:
+        check_data_fits(cfg.objective, objective_args, eval_tok.feedback(), cfg.eval_data or cfg.data)
+
+    set_seed(args.seed)
     if not train_tok:
         raise ConfigError("no training group is left after tokenisation; raise max_length or check the data")
 
