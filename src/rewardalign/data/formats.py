@@ -146,7 +146,12 @@ def _validate(
         reason = err.reason
         for name, column in fields.items():
             reason = reason.replace(name, column)
-        raise DataError(i, fields.get(err.field, err.field), reason) from None
+        field = err.field
+        for name, column in fields.items():  # responses[0] -> chosen, responses[0][1].content -> chosen[1].content
+            if field == name or field.startswith((name + "[", name + ".")):
+                field = column + field[len(name):]
+                break
+        raise DataError(i, field, reason) from None
 
 
 def _numeric_columns(

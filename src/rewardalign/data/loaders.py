@@ -82,13 +82,12 @@ def _read_jsonl(path: Path, on_error: str = "raise", report: DropReport | None =
 def _text(path: Path) -> str:
     """The file's text: UTF-8, without a byte order mark."""
     data = path.read_bytes()
-    if data.startswith(BOM):
-        data = data[len(BOM):]
+    skip = len(BOM) if data.startswith(BOM) else 0
     try:
-        return data.decode("utf-8")
+        return data[skip:].decode("utf-8")
     except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise DataSourceError(path, _utf8_problem(data, err), line=line) from None
+        line = data.count(b"\n", 0, skip + err.start) + 1
+        raise DataSourceError(path, _utf8_problem(data[skip:], err, skip), line=line) from None
 
 
 def _read_json(path: Path, on_error: str = "raise", report: DropReport | None = None) -> list[Row]:

@@ -334,8 +334,10 @@ def _write_groups(groups: Any, path: Path) -> int:
     return n
 
 
-def _tokenize_rows(batch: dict[str, list], tokenizer: Any, config: TokenizeConfig) -> dict[str, list]:
+def _tokenize_rows(batch: dict[str, list], tokenizer: Any, config: TokenizeConfig, parent: int) -> dict[str, list]:
     """The ``map`` function: one batch of groups to token ids, lengths and what tokenisation did."""
+    if os.getpid() != parent:  # a worker of num_proc > 1: one thread each, the processes share the CPUs
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
     prompts = [decode_text(p) for p in batch["prompt"]]
     responses = [[decode_text(r) for r in rs] for rs in batch["responses"]]
     rows = tokenize_batch(tokenizer, config, prompts, responses)
@@ -385,7 +387,7 @@ def _build(source: Any, tokenizer: Any, config: TokenizeConfig, load: dict[str, 
         procs = max(1, min(procs, n))
         tokenized = grouped.map(
             _tokenize_rows, batched=True, batch_size=GROUP_BATCH, num_proc=procs if procs > 1 else None,
-            fn_kwargs={"tokenizer": tokenizer, "config": config}, remove_columns=["prompt", "responses"],
+            fn_kwargs={"tokenizer": tokenizer, "config": config, "parent": os.getpid()}, remove_columns=["prompt", "responses"],
             features=_tokenized_features(), cache_file_name=str(work / "tokenized.arrow"),
             load_from_cache_file=False, new_fingerprint=work.name, desc="tokenising",
         )
