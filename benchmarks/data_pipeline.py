@@ -217,13 +217,14 @@ def child_rewardalign(spec: dict) -> None:
     from rewardalign.data import pipeline
     from rewardalign.train import align_command
 
-    result: dict = {"imported_s": time.time() - spec["launch"]}
+    result: dict = {"imported_s": time.time() - spec["launch"], "imported_cpu_s": _usage()["cpu_s"]}
     prepare_dataset = align_command.prepare_dataset
 
     def timed(*args, **kwargs):
-        t = time.time()
+        t, cpu = time.time(), _usage()["cpu_s"]
         out = prepare_dataset(*args, **kwargs)
         result["data_s"] = result.get("data_s", 0.0) + time.time() - t
+        result["data_cpu_s"] = result.get("data_cpu_s", 0.0) + _usage()["cpu_s"] - cpu
         result["groups"] = len(out[0])
         result["tokenize"] = out[1].as_dict()
         return out
@@ -244,8 +245,8 @@ def child_trl(spec: dict) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    result: dict = {"imported_s": time.time() - spec["launch"]}
-    t = time.time()
+    result: dict = {"imported_s": time.time() - spec["launch"], "imported_cpu_s": _usage()["cpu_s"]}
+    t, cpu = time.time(), _usage()["cpu_s"]
     dataset = datasets.load_dataset("json", data_files=spec["data"], split="train")
     tokenizer = AutoTokenizer.from_pretrained(spec["model"])
     model = AutoModelForCausalLM.from_pretrained(spec["model"])
@@ -257,7 +258,8 @@ def child_trl(spec: dict) -> None:
     )
     trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          callbacks=[_first_step_callback(spec, result)])
-    result["data_s"] = time.time() - t
+    result["data_s"] = time.time() - t  # TRL's trainer tokenises (and loads the reference model) on creation
+    result["data_cpu_s"] = _usage()["cpu_s"] - cpu
     result["groups"] = len(trainer.train_dataset)
     trainer.train()
 
@@ -379,53 +381,67 @@ def report(results: dict[str, dict], args: argparse.Namespace) -> str:
         f"{MAX_LENGTH}. Command: python benchmarks/data_pipeline.py --prompts {args.prompts} --procs {args.procs} "
         f"--batch-size {args.batch_size}",
         "",
-        "| run | what | first step from launch (s) | from import (s) | data (s) | CPU (s) | tree RSS (GB) "
-        "| max process RSS (GB) | load avg |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| run | what | first step from launch (s) | from import (s) | data (s) | CPU (s) | CPU from import (s) "
+        "| data CPU (s) | tree RSS (GB) | max process RSS (GB) | load avg |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, r in results.items():
         what = WHAT[name.split(" ")[0]]
         if "error" in r:
-            lines.append(f"| {name} | {what} | {r['error'].splitlines()[0]} | | | | | | |")
+            lines.append(f"| {name} | {what} | {r['error'].splitlines()[0]} | | | | | | | | |")
             continue
         imported = r.get("imported_s")
         after = None if imported is None else r["first_step_s"] - imported
+        cpu_after = None if "imported_cpu_s" not in r else r["cpu_s"] - r["imported_cpu_s"]
         lines.append(
             f"| {name} | {what} | {fmt(r['first_step_s'])} | {fmt(after)} | {fmt(r.get('data_s', r.get('tokenise_s')))} "
-            f"| {fmt(r['cpu_s'])} | {fmt(r['tree_rss_gb'], 2)} | {fmt(r['maxrss_gb'], 2)} | {r['load']} |"
+            f"| {fmt(r['cpu_s'])} | {fmt(cpu_after)} | {fmt(r.get('data_cpu_s', r['cpu_s'] if 'tokenise_s' in r else None))} "
+            f"| {fmt(r['tree_rss_gb'], 2)} | {fmt(r['maxrss_gb'], 2)} | {r['load']} |"
         )
-    lines += ["", "Targets:"]
+    lines += ["", "Targets (wall seconds, then CPU seconds: on a shared, loaded machine the CPU figures are the "
+              "steadier ones):"]
 
     def get(name: str, key: str) -> float | None:
         r = results.get(name) or {}
         return None if "error" in r or key not in r else r[key]
 
-    def after_import(name: str) -> float | None:
-        first, imported = get(name, "first_step_s"), get(name, "imported_s")
-        return None if first is None or imported is None else first - imported
+    def since_import(name: str, cpu: bool = False) -> float | None:
+        total, imported = (get(name, "cpu_s"), get(name, "imported_cpu_s")) if cpu else (
+            get(name, "first_step_s"), get(name, "imported_s"))
+        return None if total is None or imported is None else total - imported
+
+    def ratio(a: float | None, b: float | None) -> str:
+        return "-" if a is None or not b else f"{a / b:.2f}"
 
     for system, floor_run in (("rewardalign", "floor"), ("rewardalign-pairs", "floor-pairs")):
         cold, warm = f"{system} cold", f"{system} warm"
-        floor = get(floor_run, "tokenise_s")
         if get(cold, "first_step_s") is None:
             continue
+        floor, floor_cpu = get(floor_run, "tokenise_s"), get(floor_run, "cpu_s")
         if floor:
-            lines.append(f"- {system} first run / floor: {after_import(cold) / floor:.2f} (from import), "
-                         f"{get(cold, 'first_step_s') / floor:.2f} (from launch), data preparation alone "
-                         f"{get(cold, 'data_s') / floor:.2f}; CPU {get(cold, 'cpu_s') / get(floor_run, 'cpu_s'):.2f} "
-                         "(target <= 1.5)")
+            lines.append(
+                f"- {system}, first run / floor (target <= 1.5): data preparation {ratio(get(cold, 'data_s'), floor)} "
+                f"wall, {ratio(get(cold, 'data_cpu_s'), floor_cpu)} CPU; first step from import "
+                f"{ratio(since_import(cold), floor)} wall, {ratio(since_import(cold, True), floor_cpu)} CPU; from launch "
+                f"{ratio(get(cold, 'first_step_s'), floor)} wall, {ratio(get(cold, 'cpu_s'), floor_cpu)} CPU")
         if get(warm, "first_step_s") is not None:
-            lines.append(f"- {system} second run / first run: {after_import(warm) / after_import(cold):.2f} "
-                         f"(from import), {get(warm, 'first_step_s') / get(cold, 'first_step_s'):.2f} (from launch); "
-                         f"data {get(warm, 'data_s'):.2f} s vs {get(cold, 'data_s'):.1f} s (target < 0.10)")
+            lines.append(
+                f"- {system}, second run / first run (target < 0.10): from import {ratio(since_import(warm), since_import(cold))} "
+                f"wall, {ratio(since_import(warm, True), since_import(cold, True))} CPU; from launch "
+                f"{ratio(get(warm, 'first_step_s'), get(cold, 'first_step_s'))} wall, "
+                f"{ratio(get(warm, 'cpu_s'), get(cold, 'cpu_s'))} CPU; data preparation {get(warm, 'data_s'):.2f} s vs "
+                f"{get(cold, 'data_s'):.1f} s")
     for state in ("cold", "warm"):
         ours, theirs = f"rewardalign-pairs {state}", f"trl {state}"
         if get(ours, "first_step_s") is not None and get(theirs, "first_step_s") is not None:
             lines.append(
-                f"- pairs, {state}: rewardalign {get(ours, 'first_step_s'):.1f} s vs TRL {get(theirs, 'first_step_s'):.1f} s "
-                f"from launch ({after_import(ours):.1f} vs {after_import(theirs):.1f} from import); tree RSS "
-                f"{get(ours, 'tree_rss_gb'):.2f} vs {get(theirs, 'tree_rss_gb'):.2f} GB (ratio "
-                f"{get(ours, 'tree_rss_gb') / get(theirs, 'tree_rss_gb'):.2f}, target <= 0.5)")
+                f"- pairs, {state} (target: faster, at most half the memory): rewardalign / TRL from launch "
+                f"{ratio(get(ours, 'first_step_s'), get(theirs, 'first_step_s'))} wall, "
+                f"{ratio(get(ours, 'cpu_s'), get(theirs, 'cpu_s'))} CPU; from import "
+                f"{ratio(since_import(ours), since_import(theirs))} wall, "
+                f"{ratio(since_import(ours, True), since_import(theirs, True))} CPU; tree RSS "
+                f"{get(ours, 'tree_rss_gb'):.2f} vs {get(theirs, 'tree_rss_gb'):.2f} GB "
+                f"({ratio(get(ours, 'tree_rss_gb'), get(theirs, 'tree_rss_gb'))})")
     return "\n".join(lines)
 
 
