@@ -22,8 +22,9 @@ Measured, each in a fresh subprocess, side by side in one run:
 
 Each run reports wall seconds from launch to the first step, the same after the imports (``from import``),
 the CPU seconds of the process and its children, and peak memory: the largest resident set of the process
-tree sampled every 0.1 s (``tree RSS``, the concurrent tokenising workers counted together) and the largest
-single process (``getrusage`` maxrss). The machine's load average is recorded with each run: other processes
+tree sampled every 0.1 s (``tree RSS``, the concurrent tokenising workers counted together, their pages
+shared with the parent counted again in each), the same as proportional set size (``tree PSS``, shared pages
+split among the processes) and the largest single process (``getrusage`` maxrss). The machine's load average is recorded with each run: other processes
 on a shared machine slow a run's wall time down, its CPU time much less.
 """
 
@@ -281,7 +282,7 @@ def run_child(kind: str, spec: dict, env: dict[str, str] | None = None, timeout:
     spec = spec | {"out": str(out), "launch": time.time()}
     proc = subprocess.Popen([sys.executable, __file__, "--child", kind, "--spec", json.dumps(spec)],
                             env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    peak = 0
+    peak = peak_pss = 0
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout.read().decode(errors="replace").splitlines()))
     reader.start()
@@ -290,7 +291,9 @@ def run_child(kind: str, spec: dict, env: dict[str, str] | None = None, timeout:
         try:
             tree = [handle] + handle.children(recursive=True)
             peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-        except psutil.Error:
+            # PSS shares the pages forked workers have in common with their parent out among them
+            peak_pss = max(peak_pss, sum(p.memory_full_info().pss for p in tree if p.is_running()))
+        except (psutil.Error, AttributeError):
             pass
         if time.time() - spec["launch"] > timeout:
             proc.kill()
@@ -301,6 +304,7 @@ def run_child(kind: str, spec: dict, env: dict[str, str] | None = None, timeout:
         return {"error": f"{kind} failed (exit {proc.returncode}):\n{tail}"}
     result = json.loads(out.read_text())
     result["tree_rss_gb"] = peak / 2**30
+    result["tree_pss_gb"] = peak_pss / 2**30 if peak_pss else None
     result["load"] = round((load_before + os.getloadavg()[0]) / 2, 1)
     return result
 
@@ -382,13 +386,13 @@ def report(results: dict[str, dict], args: argparse.Namespace) -> str:
         f"--batch-size {args.batch_size}",
         "",
         "| run | what | first step from launch (s) | from import (s) | data (s) | CPU (s) | CPU from import (s) "
-        "| data CPU (s) | tree RSS (GB) | max process RSS (GB) | load avg |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| data CPU (s) | tree RSS (GB) | tree PSS (GB) | max process RSS (GB) | load avg |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, r in results.items():
         what = WHAT[name.split(" ")[0]]
         if "error" in r:
-            lines.append(f"| {name} | {what} | {r['error'].splitlines()[0]} | | | | | | | | |")
+            lines.append(f"| {name} | {what} | {r['error'].splitlines()[0]} | | | | | | | | | |")
             continue
         imported = r.get("imported_s")
         after = None if imported is None else r["first_step_s"] - imported
@@ -396,7 +400,7 @@ def report(results: dict[str, dict], args: argparse.Namespace) -> str:
         lines.append(
             f"| {name} | {what} | {fmt(r['first_step_s'])} | {fmt(after)} | {fmt(r.get('data_s', r.get('tokenise_s')))} "
             f"| {fmt(r['cpu_s'])} | {fmt(cpu_after)} | {fmt(r.get('data_cpu_s', r['cpu_s'] if 'tokenise_s' in r else None))} "
-            f"| {fmt(r['tree_rss_gb'], 2)} | {fmt(r['maxrss_gb'], 2)} | {r['load']} |"
+            f"| {fmt(r['tree_rss_gb'], 2)} | {fmt(r.get('tree_pss_gb'), 2)} | {fmt(r['maxrss_gb'], 2)} | {r['load']} |"
         )
     lines += ["", "Targets (wall seconds, then CPU seconds: on a shared, loaded machine the CPU figures are the "
               "steadier ones):"]
@@ -439,9 +443,11 @@ def report(results: dict[str, dict], args: argparse.Namespace) -> str:
                 f"{ratio(get(ours, 'first_step_s'), get(theirs, 'first_step_s'))} wall, "
                 f"{ratio(get(ours, 'cpu_s'), get(theirs, 'cpu_s'))} CPU; from import "
                 f"{ratio(since_import(ours), since_import(theirs))} wall, "
-                f"{ratio(since_import(ours, True), since_import(theirs, True))} CPU; tree RSS "
+                f"{ratio(since_import(ours, True), since_import(theirs, True))} CPU; peak memory, tree RSS "
                 f"{get(ours, 'tree_rss_gb'):.2f} vs {get(theirs, 'tree_rss_gb'):.2f} GB "
-                f"({ratio(get(ours, 'tree_rss_gb'), get(theirs, 'tree_rss_gb'))})")
+                f"({ratio(get(ours, 'tree_rss_gb'), get(theirs, 'tree_rss_gb'))}), tree PSS "
+                f"{ratio(get(ours, 'tree_pss_gb'), get(theirs, 'tree_pss_gb'))}, largest process "
+                f"{ratio(get(ours, 'maxrss_gb'), get(theirs, 'maxrss_gb'))}")
     return "\n".join(lines)
 
 
