@@ -106,9 +106,6 @@ def write_pairs(uf: Path, path: Path) -> None:
 
 def prepare(work: Path, n_prompts: int) -> dict[str, str]:
     """Data, pairs, tokenizer and model under ``work`` (reused when present)."""
-    sys.path.insert(0, str(ROOT / "src"))
-    from rewardalign.modeling.tiny import build_tiny_model, build_tiny_tokenizer
-
     data = work / f"ultrafeedback-{n_prompts}.jsonl"
     pairs = work / f"pairs-{n_prompts}.jsonl"
     model = work / f"model-{n_prompts}"
@@ -120,6 +117,9 @@ def prepare(work: Path, n_prompts: int) -> dict[str, str]:
     if not pairs.is_file():
         write_pairs(data, pairs)
     if not (model / "config.json").is_file():
+        sys.path.insert(0, str(ROOT / "src"))
+        from rewardalign.modeling.tiny import build_tiny_model, build_tiny_tokenizer
+
         t = time.time()
         sample = []
         with data.open() as f:
@@ -265,7 +265,8 @@ def child_trl(spec: dict) -> None:
     trainer.train()
 
 
-CHILDREN = {"floor": child_floor, "rewardalign": child_rewardalign, "trl": child_trl}
+CHILDREN = {"floor": child_floor, "rewardalign": child_rewardalign, "trl": child_trl,
+            "prepare": lambda spec: prepare(Path(spec["work"]), spec["prompts"])}
 
 
 # --------------------------------------------------------------------------------------------- driver
@@ -330,6 +331,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     work = args.work.resolve()
+    # Prepared in a child: a process's peak RSS carries over to the processes it starts (Linux keeps
+    # ru_maxrss across fork and exec), so the measured runs must come from a driver that stayed small.
+    subprocess.run([sys.executable, __file__, "--child", "prepare", "--spec",
+                    json.dumps({"work": str(work), "prompts": args.prompts})], check=True)
     files = prepare(work, args.prompts)
     systems = args.systems.split(",")
     runs = work / f"runs-{args.prompts}"
@@ -349,11 +354,11 @@ def main(argv: list[str] | None = None) -> int:
             for state in ("cold", "warm"):
                 results[f"{name} {state}"] = run_child("rewardalign", spec(f"{name}-{state}", data, cache_dir=cache))
     if "trl" in systems:
-        try:
-            import trl
+        from importlib.metadata import PackageNotFoundError, version as package_version
 
-            version = trl.__version__
-        except ImportError:
+        try:  # not imported here: the driver stays small (see above)
+            version = package_version("trl")
+        except PackageNotFoundError:
             version = None
         if version is None:
             results["trl"] = {"error": "trl is not installed (pip install 'trl>=1.16'): not measured"}
