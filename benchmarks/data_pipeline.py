@@ -354,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
             for state in ("cold", "warm"):
                 results[f"{name} {state}"] = run_child("rewardalign", spec(f"{name}-{state}", data, cache_dir=cache))
     if "trl" in systems:
-        from importlib.metadata import PackageNotFoundError, version as package_version
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as package_version
 
         try:  # not imported here: the driver stays small (see above)
             version = package_version("trl")
