@@ -298,6 +298,9 @@ def test_split_matches_splitting_the_groups_first(tokenizer, cache):
         expected, _ = tokenize_groups(members, tokenizer, config)
         assert as_tuples(part) == as_tuples(expected)
     assert len(train) + len(held_out) == len(dataset) == 19
+    again, rest = train.split(0.5, 3)  # a view splits its own groups, numbered within it
+    assert len(again) + len(rest) == len(train) and [g.index for g in rest] == sorted(g.index for g in rest)
+    assert {g.prompt_ids[0] for g in again} | {g.prompt_ids[0] for g in rest} == {g.prompt_ids[0] for g in train}
     assert train.fingerprint != held_out.fingerprint != dataset.fingerprint
     with pytest.raises(ValueError, match="eval_fraction"):
         dataset.split(1.0, 0)

@@ -124,13 +124,14 @@ class TokenizedDataset:
     lazy = True
 
     def __init__(self, data: Any, rows: np.ndarray, index: np.ndarray, fingerprint: str,
-                 stats: TokenizeStats | None = None):
+                 stats: TokenizeStats | None = None, members: np.ndarray | None = None):
         self.data = data
         self.rows = np.asarray(rows, dtype=np.int64)
         self.index = np.asarray(index, dtype=np.int64)
         self.fingerprint = fingerprint
         self.stats = stats or TokenizeStats()
-        self._reference: tuple[list[list[float]], list[float] | None] | None = None
+        # every group of the view in data order, the dropped ones included (what split shuffles)
+        self.members = np.arange(len(data)) if members is None else np.asarray(members, dtype=np.int64)
 
     # --- sequence
     def __len__(self) -> int:
@@ -197,29 +198,26 @@ class TokenizedDataset:
         ]
 
     # --- views
-    def _view(self, rows: np.ndarray, index: np.ndarray, tag: str) -> TokenizedDataset:
-        view = TokenizedDataset(self.data, rows, index, hash_json([self.fingerprint, tag])[:32], self.stats)
-        return view
-
     def split(self, fraction: float, seed: int) -> tuple[TokenizedDataset, TokenizedDataset]:
         """(train, held-out): as ``random.Random(seed)`` shuffles the groups and holds out
         ``round(fraction * n)`` of them (n counts the groups before drops), each part numbering its groups
         from 0 in data order, as if each part had been tokenised on its own."""
         if not 0.0 <= fraction < 1.0:
             raise ValueError(f"eval_fraction must be in [0, 1), got {fraction}")
-        n = len(self.data)
+        n = len(self.members)
         order = list(range(n))
         random.Random(seed).shuffle(order)
         held = np.zeros(n, dtype=bool)
         held[order[: int(round(fraction * n))]] = True
-        kept = np.zeros(n, dtype=bool)
+        kept = np.zeros(len(self.data), dtype=bool)
         kept[self.rows] = True
         parts = []
         for side, tag in ((~held, "train"), (held, "eval")):
-            members = np.flatnonzero(side)  # every group of the part, in data order, dropped ones included
-            labels = np.arange(len(members))
+            members = self.members[side]
             keep = kept[members]
-            parts.append(self._view(members[keep], labels[keep], f"{tag}:{fraction}:{seed}"))
+            fingerprint = hash_json([self.fingerprint, tag, fraction, seed])[:32]
+            parts.append(TokenizedDataset(self.data, members[keep], np.arange(len(members))[keep], fingerprint,
+                                          self.stats, members))
         return parts[0], parts[1]
 
     # --- reference log-probs
