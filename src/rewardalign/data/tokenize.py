@@ -293,7 +293,7 @@ def _window_support(tokenizer: Any) -> _Window | None:
     for part, kind in zip(parts, kinds):
         if kind == "ByteLevel" and part.get("add_prefix_space"):
             return None
-        if kind == "Split" and part.get("behavior") != "Isolated":
+        if kind == "Split" and (part.get("behavior") != "Isolated" or part.get("invert")):
             return None
         if kind not in ("ByteLevel", "Split"):
             return None
