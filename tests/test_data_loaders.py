@@ -7,6 +7,7 @@ import datasets
 import pytest
 
 from rewardalign.data import load_groups, read_rows, write_groups_jsonl
+from rewardalign.data.schema import DataSourceError
 
 DATA = Path(__file__).parent / "fixtures" / "data"
 PAIRS = [json.loads(line) for line in (DATA / "pairs.jsonl").read_text().splitlines()]
@@ -94,8 +95,14 @@ def test_invalid_json_line_names_the_line(tmp_path):
 
 def test_empty_source(tmp_path):
     (tmp_path / "empty.jsonl").write_text("")
-    with pytest.raises(ValueError, match="has no rows"):
+    with pytest.raises(DataSourceError, match="empty.jsonl: the file is empty"):
         load_groups(tmp_path / "empty.jsonl")
+    (tmp_path / "blank.jsonl").write_text("\n  \n")
+    with pytest.raises(DataSourceError, match="blank.jsonl: the file is empty"):
+        load_groups(tmp_path / "blank.jsonl")
+    (tmp_path / "header.csv").write_text("prompt,chosen,rejected\n")
+    with pytest.raises(DataSourceError, match="header.csv: has no rows"):
+        load_groups(tmp_path / "header.csv")
 
 
 def test_missing_column_lists_columns_found_and_formats_that_fit():

@@ -1,5 +1,5 @@
-"""Content fingerprints for the caches (reference log-probs, annotation, the demo's stages): model directories,
-data, code.
+"""Content fingerprints for the caches (tokenised data, reference log-probs, annotation, the demo's stages):
+model directories, tokenizers, data, code.
 
 A fingerprint changes when what it names changes, so a cache keyed on it is never stale:
 ``content`` hashes every byte (SHA-256); ``stat`` hashes each file's name, size and modification time (fast for
@@ -78,3 +78,19 @@ def code_identity(obj: Any) -> dict[str, Any]:
     except (OSError, TypeError):
         code = None
     return {"module_file": file_digest(file) if file and Path(file).is_file() else None, "code": code}
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """Fingerprint of what a tokenizer does to text: its serialised content (vocabulary, merges, normaliser,
+    pre-tokeniser, post-processor, added tokens) for a fast tokenizer, else its vocabulary; its special
+    tokens and chat template. Independent of where it was loaded from."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    parts = {
+        "class": type(tokenizer).__name__,
+        "content": backend.to_str() if backend is not None else sorted(tokenizer.get_vocab().items()),
+        "special": {k: str(v) for k, v in sorted(getattr(tokenizer, "special_tokens_map", {}).items())},
+        "ids": [getattr(tokenizer, f"{name}_token_id", None) for name in ("bos", "eos", "pad")],
+        "chat_template": getattr(tokenizer, "chat_template", None),
+        "padding_side": getattr(tokenizer, "padding_side", None),
+    }
+    return hash_json(parts)

@@ -59,12 +59,16 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     from ..data.formats import detect_format
     from ..data.inspect import format_inspection, inspect_groups, load_tokenizer_dir
     from ..data.loaders import load_groups, read_rows
-    from ..data.schema import DataError
+    from ..data.schema import DataError, DataSourceError, DropReport
 
     try:
-        rows, columns = read_rows(args.path, split=cfg.split)
+        report = DropReport()  # malformed lines skipped by on_error drop, then the rows the loader drops
+        rows, columns = read_rows(args.path, split=cfg.split, on_error=cfg.on_error, report=report)
+        if not columns:
+            raise DataSourceError(args.path, "has no rows")
         format = cfg.format or detect_format(columns)
-        groups, report = load_groups(rows, format, on_error=cfg.on_error, **cfg.format_options)
+        groups, dropped = load_groups(rows, format, on_error=cfg.on_error, **cfg.format_options)
+        report.extend(dropped)
     except DataError as err:  # a bad row with on_error raise: what the inspection found
         if getattr(err, "row", None) is None:
             raise

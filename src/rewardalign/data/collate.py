@@ -47,10 +47,15 @@ EXTRA_SCALAR_FIELDS = ("prompt_ref_logps",)  # scalar per group -> [B]
 
 
 class GroupDataset(Dataset):
-    """A list of :class:`TokenizedGroup` as a torch dataset (items are the groups themselves)."""
+    """Tokenised groups as a torch dataset (items are :class:`TokenizedGroup`).
+
+    Holds a list of groups, or reads lazily, one group per item, from an Arrow-backed
+    :class:`rewardalign.data.pipeline.TokenizedDataset` (``groups`` is then that data set itself: iterating it
+    reads the groups in chunks, never all at once).
+    """
 
     def __init__(self, groups: Sequence[TokenizedGroup]):
-        self.groups = list(groups)
+        self.groups = groups if getattr(groups, "lazy", False) else list(groups)
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -60,7 +65,14 @@ class GroupDataset(Dataset):
 
     @property
     def lengths(self) -> list[int]:
-        return [g.length for g in self.groups]
+        lengths = getattr(self.groups, "lengths", None)
+        return list(lengths) if lengths is not None else [g.length for g in self.groups]
+
+    def row_lengths(self, layout: str = "plain") -> list[int]:
+        """:func:`row_length` of every group (from the length columns of an Arrow-backed data set)."""
+        if hasattr(self.groups, "row_lengths"):
+            return self.groups.row_lengths(layout)
+        return [row_length(g, layout) for g in self.groups]
 
 
 def _feedback(groups: Sequence[TokenizedGroup], name: str, k_max: int) -> torch.Tensor | None:

@@ -147,7 +147,12 @@ def _validate(
         reason = err.reason
         for name, column in fields.items():
             reason = reason.replace(name, column)
-        raise DataError(i, fields.get(err.field, err.field), reason) from None
+        field = err.field
+        for name, column in fields.items():  # responses[0] -> chosen, responses[0][1].content -> chosen[1].content
+            if field == name or field.startswith((name + "[", name + ".")):
+                field = column + field[len(name):]
+                break
+        raise DataError(i, field, reason) from None
 
 
 def _numeric_columns(
@@ -510,8 +515,24 @@ def detect_format(columns: Iterable[str]) -> str:
     columns = list(columns)
     fits = fitting_formats(columns)
     if not fits:
-        raise ValueError(f"no format fits the columns {columns}; the formats need: {_needs()}")
+        closest = _closest_format(columns)
+        hint = ""
+        if closest is not None:
+            missing = ["|".join(alts) for alts in REQUIRED_COLUMNS[closest] if not set(columns) & set(alts)]
+            hint = f"; the closest, {closest}, misses the column(s) {', '.join(missing)}"
+        raise ValueError(f"no format fits the columns {columns}{hint}; the formats need: {_needs()}")
     return fits[0]
+
+
+def _closest_format(columns: list[str]) -> str | None:
+    """The format with the most of its distinctive columns (all but the shared prompt) present, if any."""
+    found = set(columns)
+    best, best_hits = None, 0
+    for name, needs in REQUIRED_COLUMNS.items():
+        hits = sum(1 for alts in needs if "prompt" not in alts and found & set(alts))
+        if hits > best_hits:
+            best, best_hits = name, hits
+    return best
 
 
 def check_columns(format: str, columns: Iterable[str]) -> None:

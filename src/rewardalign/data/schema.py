@@ -17,14 +17,63 @@ Text = str | list[Message]
 """A text field: a plain string, or a chat message list ``[{"role": ..., "content": ...}, ...]``."""
 
 
-class DataError(ValueError):
-    """Bad input data. The message names the row and the field."""
+REWARD_LIMIT = 1e6
+"""The largest reward magnitude a group may carry (rewards and reward_members): |reward| <= 1e6.
 
-    def __init__(self, row: Any, field: str, message: str):
+Training computes in float32 or bfloat16 (largest finite value about 3.4e38 for both): objectives square
+rewards and reward differences (rpo, dro: squared errors, up to (2e6)^2 = 4e12 per term, summed over a batch)
+and scale them by 1 / beta (1e6 / 1e-3 = 1e9), which stays more than twenty orders of magnitude inside that
+range; float32 still resolves differences of 0.1 at 1e6. A reward of 1e38 passes float32 but its square
+overflows to infinity, and 1e308 is finite only in float64: such values are rejected at load, naming the row
+and the field, instead of turning the loss into inf or NaN mid-run. Rescale larger rewards (an annotate
+transform) before training. Scores need no bound: they are mapped into [0, 1] from a finite declared range.
+"""
+
+
+class DataError(ValueError):
+    """Bad input data. The message names the file (where known), the line or row, and the field."""
+
+    def __init__(self, row: Any, field: str | None, message: str, *, file: Any = None, line: int | None = None):
         self.row = row
         self.field = field
         self.reason = message
-        super().__init__(f"row {row}, field '{field}': {message}")
+        self.file = None if file is None else str(file)
+        self.line = line
+        where = [self.file] if self.file else []
+        if line is not None:
+            where.append(f"line {line}")
+        if row is not None:
+            where.append(f"row {row}")
+        if field:
+            where.append(f"field '{field}'")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+    def __reduce__(self) -> tuple:
+        # Rebuilt from its parts (the default would call __init__ with the message alone), so an error raised
+        # in a worker process of a datasets ``map`` reaches the caller intact.
+        return _rebuild_error, (type(self), self.row, self.field, self.reason, self.file, self.line)
+
+
+def _rebuild_error(cls: type, row: Any, field: str | None, reason: str, file: Any, line: int | None) -> DataError:
+    return cls(row, field, reason, file=file, line=line)
+
+
+class DataSourceError(DataError):
+    """The source as a whole cannot be read as rows: missing, a directory, empty, not UTF-8, no fitting columns."""
+
+    def __init__(self, file: Any, message: str, *, line: int | None = None):
+        super().__init__(None, None, message, file=file, line=line)
+
+    def __reduce__(self) -> tuple:
+        return _rebuild_source_error, (type(self), self.file, self.reason, self.line)
+
+
+def _rebuild_source_error(cls: type, file: Any, reason: str, line: int | None) -> DataSourceError:
+    return cls(file, reason, line=line)
+
+
+class DataFileNotFoundError(DataSourceError, FileNotFoundError):
+    """A data path that does not exist (also a ``FileNotFoundError``)."""
 
 
 @dataclass
@@ -73,22 +122,37 @@ def text_key(text: Text) -> str:
     return "\x1e".join(f"{m.get('role')}\x1f{m.get('content')}" for m in text)
 
 
+def _check_unicode(value: str, row: Any, name: str) -> None:
+    """Reject a lone UTF-16 surrogate (a JSON ``"\\ud800"`` escape without its pair): not Unicode text, and
+    no tokenizer can encode it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        code = ord(value[err.start])
+        raise DataError(row, name, f"holds a lone UTF-16 surrogate U+{code:04X} at character {err.start} "
+                                   "(an unpaired \\u escape): not valid Unicode text") from None
+
+
 def _check_text(value: Any, row: Any, name: str) -> None:
     if isinstance(value, str):
         if not value.strip():
             raise DataError(row, name, "is empty")
+        _check_unicode(value, row, name)
         return
     if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
         for i, message in enumerate(value):
             if "role" not in message or "content" not in message:
                 raise DataError(row, f"{name}[{i}]", "a chat message needs 'role' and 'content'")
+            for key in ("role", "content"):
+                if isinstance(message[key], str):
+                    _check_unicode(message[key], row, f"{name}[{i}].{key}")
         if text_is_empty(value):
             raise DataError(row, name, "is empty (every message has empty content)")
         return
     raise DataError(row, name, f"must be a string or a chat message list, got {type(value).__name__}")
 
 
-def _check_floats(values: Any, k: int, row: Any, name: str) -> list[float]:
+def _check_floats(values: Any, k: int, row: Any, name: str, limit: float | None = None) -> list[float]:
     if not isinstance(values, (list, tuple)):
         raise DataError(row, name, f"must be a list of {k} numbers, got {type(values).__name__}")
     if len(values) != k:
@@ -99,6 +163,9 @@ def _check_floats(values: Any, k: int, row: Any, name: str) -> list[float]:
             raise DataError(row, f"{name}[{i}]", f"must be a number, got {v!r}")
         if not math.isfinite(float(v)):
             raise DataError(row, f"{name}[{i}]", f"is {v} (NaN or infinite)")
+        if limit is not None and abs(v) > limit:
+            raise DataError(row, f"{name}[{i}]", f"is {v:g}, beyond +-{limit:g}: training in float32 / bfloat16 "
+                                                 "cannot represent its squares safely (rescale the rewards)")
         out.append(float(v))
     return out
 
@@ -111,8 +178,9 @@ def validate_group(
 ) -> Group:
     """Check one group and return it with numeric fields normalised to float / int lists.
 
-    Raises :class:`DataError` naming ``row`` and the field for: an empty prompt or response, no responses,
-    a NaN or infinite reward or score, a score outside ``score_range``, a label not 0/1, a list whose length
+    Raises :class:`DataError` naming ``row`` and the field for: an empty prompt or response, a text with a
+    lone UTF-16 surrogate, no responses, a NaN or infinite reward or score, a reward beyond
+    :data:`REWARD_LIMIT`, a score outside ``score_range``, a label not 0/1, a list whose length
     is not K, and (unless ``allow_duplicates``) two identical responses in one group.
     """
     _check_text(group.prompt, row, "prompt")
@@ -129,7 +197,7 @@ def validate_group(
                 raise DataError(row, f"responses[{i}]", f"duplicates responses[{seen[key]}] in the same group")
             seen[key] = i
     if group.rewards is not None:
-        group.rewards = _check_floats(group.rewards, k, row, "rewards")
+        group.rewards = _check_floats(group.rewards, k, row, "rewards", REWARD_LIMIT)
     if group.scores is not None:
         group.scores = _check_floats(group.scores, k, row, "scores")
         lo, hi = score_range
@@ -153,7 +221,8 @@ def validate_group(
         if not isinstance(group.reward_members, (list, tuple)) or not group.reward_members:
             raise DataError(row, "reward_members", "must be a non-empty list of M reward lists")
         group.reward_members = [
-            _check_floats(m, k, row, f"reward_members[{j}]") for j, m in enumerate(group.reward_members)
+            _check_floats(m, k, row, f"reward_members[{j}]", REWARD_LIMIT)
+            for j, m in enumerate(group.reward_members)
         ]
     return group
 

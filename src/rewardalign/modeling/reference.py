@@ -71,6 +71,9 @@ def reference_cache_key(model_id: str, groups: Sequence[TokenizedGroup], setting
     h = hashlib.sha256()
     h.update(model_id.encode())
     h.update(json.dumps(settings, sort_keys=True).encode())
+    if getattr(groups, "fingerprint", None):  # a TokenizedDataset: its content key stands for its ids
+        h.update(groups.fingerprint.encode())
+        return h.hexdigest()[:24]
     for g in groups:
         h.update(json.dumps([g.prompt_ids, g.response_ids]).encode())
     return h.hexdigest()[:24]
@@ -99,7 +102,7 @@ def precompute_reference(
     was_training = model.training
     model.eval()
     flat, prompts = [], []
-    loader = DataLoader(list(groups), batch_size=batch_size, collate_fn=GroupCollator(pad_token_id))
+    loader = DataLoader(groups, batch_size=batch_size, collate_fn=GroupCollator(pad_token_id))
     # A DataLoader draws a seed from the global RNG: fork it, so a run that computes the reference and a
     # run that reads it from the cache go on with the same random state (LoRA init, data order).
     with torch.random.fork_rng(devices=[]):
@@ -122,6 +125,9 @@ def precompute_reference(
 
 
 def _assign(groups: Sequence[TokenizedGroup], ref: torch.Tensor, prompt_ref: torch.Tensor | None) -> None:
+    if hasattr(groups, "add_reference"):  # a TokenizedDataset: stored as its columns
+        groups.add_reference(ref.numpy(), None if prompt_ref is None else prompt_ref.numpy())
+        return
     total = sum(g.k for g in groups)
     if ref.numel() != total:
         raise ValueError(f"reference cache holds {ref.numel()} log-probs for {total} responses")

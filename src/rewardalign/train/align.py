@@ -9,6 +9,7 @@ and ``summary.json``.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,6 @@ from torch import nn
 from transformers import set_seed
 
 from ..config import ConfigError, as_config, check_model_path, flat_dict
-from ..data import Group
 from ..data.collate import LAYOUTS, GroupDataset
 from ..fingerprint import path_fingerprint
 from ..modeling.loading import apply_lora, load_causal_lm, load_tokenizer
@@ -28,7 +28,7 @@ from ..objectives import ObjectiveInputs, compute_objective, get_objective, vali
 from ..runs import RunFolder, Timer, training_arguments
 from .base import GroupTrainer
 from .configs import AlignConfig
-from .data import check_data_fits, check_objective, load_training_groups, tokenize_config, tokenize_splits
+from .data import check_data_fits, check_objective, prepare_training_data, tokenize_config
 from .model_card import publish_run
 
 
@@ -139,7 +139,7 @@ class AlignTrainer(GroupTrainer):
         return (inputs.policy_logps / inputs.n_tokens.clamp(min=1)).detach()
 
 
-def resolve_auto_hparams(hparams: dict[str, Any], groups: list[Group]) -> dict[str, Any]:
+def resolve_auto_hparams(hparams: dict[str, Any], groups: Sequence[Any]) -> dict[str, Any]:
     """The hyperparameters given as ``"auto"``, estimated from the training groups once before training (the
     objective itself only sees numbers). The one such hyperparameter is dro's ``z0``: the mean reward of every
     training response."""
@@ -167,15 +167,15 @@ def run_align(cfg: AlignConfig | dict[str, Any], callbacks: list | None = None) 
     tok_cfg = tokenize_config(cfg)
     needs = get_objective(cfg.objective).requirements(objective_args)
 
-    groups, eval_groups, drops = load_training_groups(cfg, args.seed)
-    check_data_fits(cfg.objective, objective_args, groups, cfg.data)
-    if eval_groups:
-        check_data_fits(cfg.objective, objective_args, eval_groups, cfg.eval_data or cfg.data)
-    objective_args = resolve_auto_hparams(objective_args, groups)
+    tokenizer = load_tokenizer(cfg.model)
+    train_tok, eval_tok, tok_stats, drops = prepare_training_data(cfg, tokenizer, tok_cfg, args.seed)
+    train_feedback = train_tok.feedback()
+    check_data_fits(cfg.objective, objective_args, train_feedback, cfg.data)
+    if eval_tok:
+        check_data_fits(cfg.objective, objective_args, eval_tok.feedback(), cfg.eval_data or cfg.data)
+    objective_args = resolve_auto_hparams(objective_args, train_feedback)
 
     set_seed(args.seed)
-    tokenizer = load_tokenizer(cfg.model)
-    train_tok, eval_tok, tok_stats = tokenize_splits(groups, eval_groups, tokenizer, tok_cfg, drops)
 
     model = load_causal_lm(cfg.model, cfg.torch_dtype, cfg.trust_remote_code, cfg.attn_implementation)
     reference = None
@@ -228,7 +228,7 @@ def run_align(cfg: AlignConfig | dict[str, Any], callbacks: list | None = None) 
         "steps": trainer.state.global_step,
         "processes": args.world_size,
         "train_groups": len(train_tok),
-        "eval_groups": len(eval_tok),
+        "eval_groups": len(eval_tok) if eval_tok else 0,
         "response_tokens": trainer.response_tokens_seen,
         "seconds": round(timer.seconds, 2),
         "train_loss": result.training_loss,

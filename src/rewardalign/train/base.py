@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from transformers import ProgressCallback, Trainer, TrainerCallback
 
 from ..config import TrainingError
-from ..data.collate import GroupCollator, LengthGroupedSampler, row_length
+from ..data.collate import GroupCollator, LengthGroupedSampler
 from ..modeling.loading import disable_dropout
 from ..objectives import mean_metrics
 from ..runs import resolve_checkpoint, write_text
@@ -251,7 +251,7 @@ class GroupTrainer(Trainer):
         # transformers' own group_by_length reads a dict dataset's input_ids; groups have K sequences.
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if self.group_by_length:
-            lengths = [row_length(g, self.layout) for g in dataset.groups]
+            lengths = dataset.row_lengths(self.layout)
             return LengthGroupedSampler(lengths, self.args.per_device_train_batch_size, seed=self.args.seed)
         return super()._get_train_sampler(dataset)
 

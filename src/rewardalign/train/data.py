@@ -4,13 +4,15 @@ carry what the objective needs, tokenise them."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, RunFields, check_data_path
 from ..data import DropReport, Group, load_groups
 from ..data.formats import group_ref
+from ..data.pipeline import TokenizedDataset, prepare_dataset
 from ..data.schema import DataError
-from ..data.tokenize import TokenizeConfig, TokenizedGroup, TokenizeStats, tokenize_groups
+from ..data.tokenize import TokenizeConfig, TokenizeStats
 from ..objectives import OBJECTIVES, get_objective, validate_hparams
 
 
@@ -40,13 +42,26 @@ def load_training_groups(cfg: Any, seed: int) -> tuple[list[Group], list[Group],
     return groups, eval_groups, drops
 
 
-def tokenize_splits(groups: list[Group], eval_groups: list[Group], tokenizer: Any, tok_cfg: TokenizeConfig,
-                    drops: DropReport) -> tuple[list[TokenizedGroup], list[TokenizedGroup], TokenizeStats]:
-    train_tok, stats = tokenize_groups(groups, tokenizer, tok_cfg, drops)
-    eval_tok, _ = tokenize_groups(eval_groups, tokenizer, tok_cfg, drops)
-    if not train_tok:
+def prepare_training_data(cfg: Any, tokenizer: Any, tok_cfg: TokenizeConfig, seed: int
+                          ) -> tuple[TokenizedDataset, TokenizedDataset | None, TokenizeStats, DropReport]:
+    """(training set, held-out set or None, tokenisation stats, drops) of a run, as Arrow-backed tokenised data
+    sets through the content-keyed cache under ``cfg.cache_dir``/data (:func:`rewardalign.data.pipeline.
+    prepare_dataset`): ``cfg.eval_data`` when given, else a seeded ``cfg.eval_fraction`` of ``cfg.data``."""
+    if not cfg.data:
+        raise ConfigError("no data given: set `data: PATH` in the config or pass --data PATH")
+    if not 0.0 <= cfg.eval_fraction < 1.0:
+        raise ConfigError(f"eval_fraction must be in [0, 1), got {cfg.eval_fraction}")
+    drops = DropReport()
+    options = dict(format=cfg.format, split=cfg.split, on_error=cfg.on_error, drops=drops,
+                   cache_dir=Path(cfg.cache_dir) / "data", **cfg.format_options)
+    train, stats = prepare_dataset(cfg.data, tokenizer, tok_cfg, **options)
+    if cfg.eval_data:
+        held, _ = prepare_dataset(cfg.eval_data, tokenizer, tok_cfg, **options)
+    else:
+        train, held = train.split(cfg.eval_fraction, seed)
+    if not len(train):
         raise ConfigError("no training group is left after tokenisation; raise max_length or check the data")
-    return train_tok, eval_tok, stats
+    return train, (held if len(held) else None), stats, drops
 
 
 def check_objective(name: str, args: dict[str, Any]) -> dict[str, Any]:
