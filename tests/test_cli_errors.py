@@ -50,10 +50,13 @@ def run(workspace, monkeypatch, capsys):
     def loaded(*args, **kwargs):
         raise ModelLoaded()
 
+    real_tokenizer = transformers.AutoTokenizer.from_pretrained
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", loaded)
-    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", loaded)
 
-    def call(argv):
+    def call(argv, tokenizer=False):
+        """``tokenizer``: the tokenizer may load (align reads and tokenises its data in one pass, so what the
+        data hold is known only after the tokenizer, still before any model)."""
+        monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", real_tokenizer if tokenizer else loaded)
         capsys.readouterr()
         code = cli.main(argv)
         return code, capsys.readouterr().err
@@ -116,7 +119,7 @@ CASES = (
     + [("data inspect", "missing data file", [], [f"data file '{MISSING_DATA}' does not exist"])]
     + [("align", "data lacks what the objective needs",
         ["--objective", "dro", "--data", "examples/tiny/data/pairs.jsonl", "--format", "pairs", "--eval_fraction", "0"],
-        ["row 0 (prompt 'add 11 and 13 =')", "field 'rewards'", "objective 'dro' needs rewards",
+        ["row 0", "field 'rewards'", "objective 'dro' needs rewards",
          "examples/tiny/data/pairs.jsonl"]),
        ("align", "data lacks what the objective needs",
         ["--objective", "kto", "--data", "examples/tiny/data/pairs.jsonl", "--format", "pairs"],
@@ -154,7 +157,7 @@ def argv_of(command, extra):
 @pytest.mark.parametrize("command, mistake, extra, words", CASES,
                          ids=[f"{c}: {m}: {' '.join(e)}" for c, m, e, _ in CASES])
 def test_mistake_is_one_line_and_exit_2(run, command, mistake, extra, words):
-    code, err = run(argv_of(command, extra))
+    code, err = run(argv_of(command, extra), tokenizer=mistake == "data lacks what the objective needs")
     assert code == 2
     assert "Traceback" not in err
     lines = err.strip().splitlines()
@@ -183,7 +186,7 @@ def test_score_range_hint_names_a_flag_the_command_accepts(run, command):
     if command == "annotate":
         argv += ["--format", "pairs", "--source", "gym:arithmetic", "--output", "runs/annotated.jsonl",
                  "--progress", "false"]
-    code, err = run(argv)
+    code, err = run(argv, tokenizer=command == "align")
     if command == "data inspect":  # inspect reports bad rows (exit 1) and names the same flag
         assert code == 1
     else:
@@ -196,7 +199,7 @@ def test_score_range_hint_names_a_flag_the_command_accepts(run, command):
         assert run(fixed)[0] == 0
     else:
         with pytest.raises(ModelLoaded):
-            run(fixed)
+            run(fixed, tokenizer=command == "align")
 
 
 def test_debug_shows_the_traceback_and_a_bug_is_not_a_user_error(run, monkeypatch):

@@ -9,8 +9,8 @@ import pickle
 import datasets
 import pytest
 
+from rewardalign.cli import main
 from rewardalign.data import DataError, load_groups
-from rewardalign.data.inspect import run_inspect
 from rewardalign.data.schema import REWARD_LIMIT, DataFileNotFoundError, DataSourceError
 
 GOOD = {"prompt": "p", "chosen": "good", "rejected": "bad"}
@@ -186,18 +186,12 @@ def test_data_errors_survive_pickling():
 
 
 def test_inspect_lists_dropped_lines_and_exits_2_on_unreadable_sources(tmp_path, capsys):
-    import argparse
-
-    from rewardalign.data.inspect import add_inspect_arguments
-
-    parser = argparse.ArgumentParser()
-    add_inspect_arguments(parser)
     path = write_lines(tmp_path / "mixed.jsonl", [jsonl(GOOD), b"{oops", jsonl(GOOD | {"prompt": "q"})])
-    assert run_inspect(parser.parse_args([str(path)])) == 1
+    assert main(["data", "inspect", str(path)]) == 1
     out = capsys.readouterr().out
     assert "groups: 2" in out and f"row line 2: malformed line: {path}, line 2: invalid JSON" in out
-    assert run_inspect(parser.parse_args([str(path), "--on-error", "raise"])) == 2
+    assert main(["data", "inspect", str(path), "--on_error", "raise"]) == 2
     assert f"{path}, line 2: invalid JSON" in capsys.readouterr().err
     (tmp_path / "dir").mkdir()
-    assert run_inspect(parser.parse_args([str(tmp_path / "dir")])) == 2
+    assert main(["data", "inspect", str(tmp_path / "dir")]) == 2
     assert "is a directory" in capsys.readouterr().err

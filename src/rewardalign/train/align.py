@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from transformers import set_seed
 
-from ..config import ConfigError, as_config, check_model_path, flat_dict
+from ..config import ConfigError, as_config, check_data_path, check_model_path, flat_dict
 from ..data.collate import LAYOUTS, GroupDataset
 from ..fingerprint import path_fingerprint
 from ..modeling.loading import apply_lora, load_causal_lm, load_tokenizer
@@ -167,7 +167,10 @@ def run_align(cfg: AlignConfig | dict[str, Any], callbacks: list | None = None) 
     tok_cfg = tokenize_config(cfg)
     needs = get_objective(cfg.objective).requirements(objective_args)
 
-    tokenizer = load_tokenizer(cfg.model)
+    for path in (cfg.data, cfg.eval_data):
+        if path:
+            check_data_path(path)
+    tokenizer = load_tokenizer(cfg.model)  # the data are read and tokenised in one pass, then checked
     train_tok, eval_tok, tok_stats, drops = prepare_training_data(cfg, tokenizer, tok_cfg, args.seed)
     train_feedback = train_tok.feedback()
     check_data_fits(cfg.objective, objective_args, train_feedback, cfg.data)

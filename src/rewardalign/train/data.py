@@ -73,6 +73,11 @@ def check_objective(name: str, args: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(str(err)) from err
 
 
+def _where(group: Any) -> Any:
+    """How a check names a group: its source row and prompt, or (a tokenised group) its index in the data."""
+    return group_ref(group) if hasattr(group, "prompt") else group.index
+
+
 def check_data_fits(objective: str, hparams: dict[str, Any], groups: list[Group], source: str) -> None:
     """The data must carry what the objective needs; the error names the first group that lacks it."""
     needs = get_objective(objective).requirements(hparams)
@@ -91,11 +96,11 @@ def check_data_fits(objective: str, hparams: dict[str, Any], groups: list[Group]
                     "scores": "give scores in [0, 1] (annotate with a transform, e.g. sigmoid or minmax)",
                     "labels": "give binary labels (the binary format) or choose another objective",
                 }[name]
-                raise DataError(group_ref(g), name, f"objective '{objective}' needs {name} and this group of "
+                raise DataError(_where(g), name, f"objective '{objective}' needs {name} and this group of "
                                                     f"{source} has none: {hint}")
     for g in groups:
         if g.k < needs.min_k:
-            raise DataError(group_ref(g), "responses", f"objective '{objective}' needs K >= {needs.min_k} responses per "
+            raise DataError(_where(g), "responses", f"objective '{objective}' needs K >= {needs.min_k} responses per "
                                             f"group, this group of {source} has {g.k}")
 
 
