@@ -68,7 +68,9 @@ Correctness checks, on the device and in the precision of the run (``<model>/che
   the packed ones), and of ``plain`` itself, against the full-logits computation on the plain batch, on groups
   of K = 1..4 with different lengths; the error is the largest |difference| / tokens of a sequence (nats per
   token): within 1e-4 in float32 (on CUDA as on CPU), 3e-2 under bfloat16 autocast (CUDA). On CPU the flex
-  checks need ``--cpu-flex`` (forward only, ~30 s of compilation each);
+  checks need ``--cpu-flex`` (forward only, ~30 s of compilation each; rows padded to whole 128-token blocks,
+  since torch 2.13's CPU flex kernel returns sporadic NaN on a partial last block, and ``flex`` with the dense
+  mask aborts the process there: a ``crashed`` row);
 - finite step: one bfloat16-autocast training step (packed_shared_prompt batch, AdamW) of every objective of
   the registry (dpo, ipo, simpo, spo, dro, drdo, una_score_mse, kto, rloo, ...): loss, gradients and updated
   weights all finite.
