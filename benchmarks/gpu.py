@@ -68,7 +68,9 @@ Correctness checks, on the device and in the precision of the run (``<model>/che
   the packed ones), and of ``plain`` itself, against the full-logits computation on the plain batch, on groups
   of K = 1..4 with different lengths; the error is the largest |difference| / tokens of a sequence (nats per
   token): within 1e-4 in float32 (on CUDA as on CPU), 3e-2 under bfloat16 autocast (CUDA). On CPU the flex
-  checks need ``--cpu-flex`` (forward only, ~30 s of compilation each);
+  checks need ``--cpu-flex`` (forward only, ~30 s of compilation each; rows padded to whole 128-token blocks,
+  since torch 2.13's CPU flex kernel returns sporadic NaN on a partial last block, and ``flex`` with the dense
+  mask aborts the process there: a ``crashed`` row);
 - finite step: one bfloat16-autocast training step (packed_shared_prompt batch, AdamW) of every objective of
   the registry (dpo, ipo, simpo, spo, dro, drdo, una_score_mse, kto, rloo, ...): loss, gradients and updated
   weights all finite.
@@ -333,6 +335,7 @@ def flex_block_masks(ra):
     built from ``segment_ids`` / ``branch_ids`` (the rule of ``block_attention_mask``: causal, same segment, key on
     the prompt's branch or the query's own), instead of the dense 4D mask transformers turns into a ``score_mod``.
     Patches the name ``segment_attention_mask`` in the globals of the module that defines ``batch_logps``."""
+    import torch
     from torch.nn.attention.flex_attention import create_block_mask
 
     namespace = ra.batch_logps.__globals__
@@ -344,13 +347,17 @@ def flex_block_masks(ra):
             inner = inner.module
         if getattr(inner.config, "_attn_implementation", None) != "flex_attention":
             return original(model, batch)
-        seg, branch = batch["segment_ids"], batch["branch_ids"]
+        # The kernels evaluate mask_mod on whole 128-wide blocks, indices past the row's end included: pad the
+        # ids to whole blocks (segment -2 matches no real token) so every read is in bounds.
+        rows, cols = batch["segment_ids"].shape
+        pad = -cols % 128
+        seg = torch.nn.functional.pad(batch["segment_ids"], (0, pad), value=-2)
+        branch = torch.nn.functional.pad(batch["branch_ids"], (0, pad), value=0)
 
         def mask_mod(b, h, q, kv):
             same_branch = (branch[b, kv] == 0) | (branch[b, q] == branch[b, kv])
             return (q >= kv) & (seg[b, q] == seg[b, kv]) & same_branch
 
-        rows, cols = seg.shape
         return create_block_mask(mask_mod, B=rows, H=None, Q_LEN=cols, KV_LEN=cols, device=seg.device)
 
     namespace["segment_attention_mask"] = segment_attention_mask
@@ -358,6 +365,20 @@ def flex_block_masks(ra):
         yield
     finally:
         namespace["segment_attention_mask"] = original
+
+
+def collate(run, groups: list, layout: str, attn: str = "sdpa") -> dict:
+    """The package's batch of ``groups`` in ``layout``; for flex attention with ``--flex-block-pad`` (always in
+    the CPU checks), segment rows padded to whole 128-token blocks: torch 2.13's CPU flex kernel returns
+    sporadic NaN on a partial last block."""
+    import torch
+
+    batch = run.ra.collate_groups(groups, PAD, layout)
+    if attn.startswith("flex") and "segment_ids" in batch and (run.args.flex_block_pad or run.device == "cpu"):
+        pad = -batch["input_ids"].shape[1] % 128
+        for key, value in (("input_ids", PAD), ("position_ids", 0), ("segment_ids", -1), ("branch_ids", 0)):
+            batch[key] = torch.nn.functional.pad(batch[key], (0, pad), value=value)
+    return batch
 
 
 def set_attention(model, attn: str, ra) -> contextlib.AbstractContextManager:
@@ -414,15 +435,15 @@ class Run:
         return make_groups(self.ra, w, self.config(model_name).vocab_size, seed=1, n_groups=n)
 
 
-def rewardalign_step_fn(run: Run, model, objective: str, layout: str):
+def rewardalign_step_fn(run: Run, model, objective: str, layout: str, attn: str):
     """One training step of the package on a list of groups (collate, to device, loss, backward, AdamW); returns
     a function of the groups giving the response tokens it trained on."""
     ra = run.ra
     needs = ra.get_objective(objective).requirements({})
     optimizer = make_optimizer(model, run.device)
 
-    def step(groups) -> int:
-        batch = to_device(ra.collate_groups(groups, PAD, layout), run.device)
+    def step(groups) -> tuple[int, float]:
+        batch = to_device(collate(run, groups, layout, attn), run.device)
         with autocast(run):
             policy = ra.batch_logps(model, batch, 1024, with_prompt=needs.prompt_logps)
             inputs = ra.ObjectiveInputs(
@@ -437,12 +458,12 @@ def rewardalign_step_fn(run: Run, model, objective: str, layout: str):
         optimizer.zero_grad(set_to_none=True)
         for value in metrics.values():  # AlignTrainer logs every metric: float() of each (a device sync each)
             float(value)
-        return int(inputs.n_tokens[inputs.mask].sum())
+        return int(inputs.n_tokens[inputs.mask].sum()), float(loss)
 
     return step, optimizer
 
 
-def precompute_reference(run: Run, model, groups: list, w: Workload, layout: str) -> None:
+def precompute_reference(run: Run, model, groups: list, w: Workload, layout: str, attn: str) -> None:
     """The reference log-probs of every group (the initial policy, no grad), stored as the package's precompute
     stores them (``extra['ref_logps']`` [K], ``extra['prompt_ref_logps']``)."""
     import torch
@@ -452,7 +473,7 @@ def precompute_reference(run: Run, model, groups: list, w: Workload, layout: str
     with torch.no_grad():
         for start in range(0, len(groups), w.batch_size):
             chunk = groups[start: start + w.batch_size]
-            batch = to_device(ra.collate_groups(chunk, PAD, layout), run.device)
+            batch = to_device(collate(run, chunk, layout, attn), run.device)
             with autocast(run):
                 out = ra.batch_logps(model, batch, 1024, with_prompt=needs.prompt_logps)
             for b, g in enumerate(chunk):
@@ -467,8 +488,9 @@ def timed_steps(run: Run, step, batches: list) -> dict:
 
     cuda = run.device == "cuda"
     warm, timed = batches[: run.args.warmup], batches[run.args.warmup:]
+    losses = []
     for groups in warm:
-        step(groups)
+        losses.append(step(groups)[1])
     sync(run.device)
     setup_peak = torch.cuda.max_memory_allocated() if cuda else None
     gc.collect()
@@ -479,11 +501,15 @@ def timed_steps(run: Run, step, batches: list) -> dict:
     for groups in timed:
         sync(run.device)
         start = time.perf_counter()
-        tokens += step(groups)
+        n, loss = step(groups)
         sync(run.device)
         seconds.append(time.perf_counter() - start)
+        tokens += n
+        losses.append(loss)
     out = {"steps": len(timed), "seconds": sum(seconds), "step_ms": 1e3 * statistics.median(seconds),
-           "response_tokens": tokens, "tok_s": tokens / sum(seconds)}
+           "response_tokens": tokens, "tok_s": tokens / sum(seconds), "losses": losses}
+    if not all(math.isfinite(x) for x in losses):
+        out.update(status="failed", reason=f"non-finite loss: {losses}")
     if cuda:
         peak = torch.cuda.max_memory_allocated()
         out.update(peak_mib=peak / 2**20, act_peak_mib=(peak - base) / 2**20,
@@ -507,16 +533,16 @@ def train_rewardalign(run: Run, model_name: str, w: Workload, layout: str, attn:
     model = run.model(model_name)
     with set_attention(model, attn, run.ra):
         start = time.perf_counter()
-        precompute_reference(run, model, groups, w, layout)
+        precompute_reference(run, model, groups, w, layout, attn)
         sync(run.device)
         ref_s = time.perf_counter() - start
-        step, optimizer = rewardalign_step_fn(run, model, w.objective, layout)
+        step, optimizer = rewardalign_step_fn(run, model, w.objective, layout, attn)
         size = w.batch_size
         batches = [groups[i: i + size] for i in range(0, len(groups), size)]
         row = timed_steps(run, step, batches)
     row["ref_s"] = ref_s
     timed_groups = [g for b in batches[run.args.warmup:] for g in b]
-    padded = [run.ra.collate_groups(b, PAD, layout) for b in batches[run.args.warmup:]]
+    padded = [collate(run, b, layout, attn) for b in batches[run.args.warmup:]]
     real = sum(int((b["segment_ids"] >= 0).sum()) if "segment_ids" in b else int(b["attention_mask"].sum())
                for b in padded)
     row["pad_frac"] = 1 - real / sum(b["input_ids"].numel() for b in padded)
@@ -573,7 +599,7 @@ def train_trl(run: Run, model_name: str, w: Workload) -> dict:
 
         shapes = []
 
-        def step(indices) -> int:
+        def step(indices) -> tuple[int, float]:
             batch = trainer.data_collator([data[i] for i in indices])
             shapes.append((int(batch["attention_mask"].sum()), batch["input_ids"].numel()))
             batch = to_device(batch, run.device)
@@ -585,7 +611,7 @@ def train_trl(run: Run, model_name: str, w: Workload) -> dict:
             tokens = int(batch["completion_mask"].sum())
             if tokens != next(expected):
                 raise RuntimeError(f"TRL trained on {tokens} response tokens, the groups have a different count")
-            return tokens
+            return tokens, float(loss)
 
         batches = [list(range(i, min(i + w.batch_size, len(groups)))) for i in range(0, len(groups), w.batch_size)]
         row = timed_steps(run, step, batches)
@@ -663,7 +689,7 @@ def check_layouts(run: Run, model_name: str, model, precision: str, attn: str, l
         with ctx:
             seqs, prompt = full_logits_reference(model, plain)
         with set_attention(model, attn, ra), ctx:
-            out = ra.batch_logps(model, to_device(ra.collate_groups(groups, PAD, layout), run.device), 1024,
+            out = ra.batch_logps(model, to_device(collate(run, groups, layout, attn), run.device), 1024,
                                  with_prompt=True)
     model.set_attn_implementation("sdpa")
     model.train()
@@ -1028,12 +1054,12 @@ def run_in_process(run: Run, tasks: list[Task], on_start, on_row, on_done, first
     check_models.clear()
 
 
-def child_command(run: Run, names_file: Path, out_file: Path) -> list[str]:
+def child_command(run: Run, names_file: Path, out_file: Path, first: int, total: int) -> list[str]:
     a = run.args
     cmd = [sys.executable, str(Path(__file__).resolve()), "--device", a.device, "--models", *a.models,
            "--warmup", str(a.warmup), "--steps", str(a.steps), "--precision", a.precision, "--threads",
            str(a.threads), "--dry-vocab", str(a.dry_vocab), "--child-tasks", str(names_file), "--child-out",
-           str(out_file)]
+           str(out_file), "--child-position", str(first), str(total)]
     if a.objectives:
         cmd += ["--objectives", *a.objectives]
     if a.budget:
@@ -1042,7 +1068,8 @@ def child_command(run: Run, names_file: Path, out_file: Path) -> list[str]:
         cmd += ["--time-budget", "0"]
     if run.peak_tflops:
         cmd += ["--peak_tflops", str(run.peak_tflops)]
-    for flag, on in (("--dry-run", a.dry_run), ("--cpu-flex", a.cpu_flex), ("--verbose", a.verbose)):
+    for flag, on in (("--dry-run", a.dry_run), ("--cpu-flex", a.cpu_flex), ("--verbose", a.verbose),
+                     ("--flex-block-pad", a.flex_block_pad)):
         if on:
             cmd.append(flag)
     return cmd
@@ -1071,8 +1098,9 @@ def run_isolated(run: Run, tasks: list[Task], on_row, first: int, total: int) ->
             names, out = Path(tmp) / f"tasks-{attempt}.json", Path(tmp) / f"rows-{attempt}.jsonl"
             names.write_text(json.dumps([t.name for t in remaining]))
             out.touch()
-            proc = subprocess.Popen(child_command(run, names, out), stderr=subprocess.PIPE, text=True,
-                                    start_new_session=True)
+            position = first + len(tasks) - len(remaining)
+            proc = subprocess.Popen(child_command(run, names, out, position, total), stderr=subprocess.PIPE,
+                                    text=True, start_new_session=True)
             killed = []
             timer = None
             if run.args.budget:
@@ -1129,7 +1157,7 @@ def run_isolated(run: Run, tasks: list[Task], on_row, first: int, total: int) ->
             remaining = left_over
 
 
-def child_main(run: Run, names_file: str, out_file: str) -> int:
+def child_main(run: Run, names_file: str, out_file: str, position: list[int]) -> int:
     wanted = json.loads(Path(names_file).read_text())
     tasks = [t for t in plan(run, select=False) if t.name in wanted]
     with open(out_file, "a") as out:
@@ -1138,7 +1166,7 @@ def child_main(run: Run, names_file: str, out_file: str) -> int:
             out.flush()
 
         run_in_process(run, tasks, lambda t: write({"start": t.name}), write,
-                       lambda t: (write({"params": run.params}), write({"done": t.name})))
+                       lambda t: (write({"params": run.params}), write({"done": t.name})), *position)
     return 0
 
 
@@ -1205,6 +1233,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")),
                         help="torch threads on CPU (default: OMP_NUM_THREADS, else 2)")
     parser.add_argument("--check-targets", action="store_true", help="print the issue's targets as pass / fail")
+    parser.add_argument("--flex-block-pad", action="store_true",
+                        help="flex attention: pad segment rows to whole 128-token blocks (always in the CPU checks)")
     parser.add_argument("--in-process", action="store_true",
                         help="run the flex-attention configurations in this process too (default: a child process)")
     parser.add_argument("--cpu-flex", action="store_true",
@@ -1213,6 +1243,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="print tracebacks of failing configurations")
     parser.add_argument("--child-tasks", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
+    parser.add_argument("--child-position", nargs=2, type=int, default=[0, 0], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.dry_run else 2)
     args.steps = args.steps if args.steps is not None else (2 if args.dry_run else 6)
@@ -1240,7 +1271,7 @@ def main(argv: list[str] | None = None) -> int:
               peak_tflops=peak)
     run.peak_source = peak_source
     if args.child_tasks:
-        return child_main(run, args.child_tasks, args.child_out)
+        return child_main(run, args.child_tasks, args.child_out, args.child_position)
     run.command = "python benchmarks/gpu.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     now = datetime.datetime.now(datetime.timezone.utc)
