@@ -216,10 +216,10 @@ def child_floor(spec: dict) -> None:
 def child_rewardalign(spec: dict) -> None:
     sys.path.insert(0, str(ROOT / "src"))
     from rewardalign.data import pipeline
-    from rewardalign.train import align_command
+    from rewardalign.train import align, data
 
     result: dict = {"imported_s": time.time() - spec["launch"], "imported_cpu_s": _usage()["cpu_s"]}
-    prepare_dataset = align_command.prepare_dataset
+    prepare_dataset = data.prepare_dataset
 
     def timed(*args, **kwargs):
         t, cpu = time.time(), _usage()["cpu_s"]
@@ -230,15 +230,15 @@ def child_rewardalign(spec: dict) -> None:
         result["tokenize"] = out[1].as_dict()
         return out
 
-    align_command.prepare_dataset = timed
+    data.prepare_dataset = timed  # what run_align's data preparation calls
     pipeline.default_num_proc = lambda n: spec["procs"]  # as many tokenising processes as the floor's
     config = {
         "model": spec["model"], "data": spec["data"], "objective": "simpo", "max_steps": 1,
         "max_length": MAX_LENGTH, "per_device_train_batch_size": spec["batch_size"], "learning_rate": 1e-5,
         "output_dir": spec["output_dir"], "cache_dir": spec["cache_dir"], "report_to": "none",
-        "save_strategy": "no", "logging_steps": 1, "seed": 0, "disable_tqdm": True,
+        "save_strategy": "no", "logging_steps": 1, "seed": 0, "disable_tqdm": True, "overwrite_output_dir": True,
     }
-    align_command.run_align(config, callbacks=[_first_step_callback(spec, result)])
+    align.run_align(config, callbacks=[_first_step_callback(spec, result)])
 
 
 def child_trl(spec: dict) -> None:
