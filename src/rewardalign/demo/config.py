@@ -72,7 +72,7 @@ class DemoConfig:
     # SFT
     model_init: dict[str, Any] = opt(help="the tiny Llama's size (LlamaConfig fields)", factory=lambda: {
         "hidden_size": 128, "num_layers": 2, "num_heads": 4, "vocab_size": 256})
-    sft_examples: int = opt(4000, "demonstrations generated for SFT")
+    sft_examples: int = opt(20000, "demonstrations generated for SFT")
     sft_steps: int = opt(2000, "cap on SFT optimizer steps (it stops earlier when the held-out gold stalls)")
     sft_batch_size: int = opt(32, "SFT batch size")
     sft_learning_rate: float = opt(1e-3, "SFT peak learning rate (cosine schedule)")
@@ -143,10 +143,11 @@ class DemoConfig:
 
 
 QUICK: dict[str, Any] = {
-    "sft_examples": 2000, "sft_steps": 300, "prompts": 256, "rm_epochs": 1.0, "align_steps": 40,
-    "eval_prompts": 64, "eval_samples": 2,
+    "sft_steps": 1000, "prompts": 256, "rm_epochs": 1.0, "align_steps": 40, "eval_prompts": 64, "eval_samples": 2,
 }
-"""What ``--quick`` changes: a CI-sized run (smaller SFT, fewer prompts, steps and evaluation samples)."""
+"""What ``--quick`` changes: a smaller run (a lower cap on SFT steps, fewer prompts, steps and evaluation samples).
+The SFT cap stays at 1000 steps: with fewer, the tiny model has not learned arithmetic (held-out gold 0.28 at 300
+steps against random responses' 0.24 on tuning seed 1000), and the quality gate would stop the demo."""
 
 
 def demo_config(raw: dict[str, Any] | None = None) -> DemoConfig:
