@@ -555,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         seeds = seed_list(args.seeds, 0)
         start = time.perf_counter()
         with _pool(args.workers) as pool:
-            pending = {(t, s): pool.submit(_build_world, s, str(work), args.quick, t) for t in tasks for s in seeds}
+            pending = {(t, s): pool.submit(_build_world, s, str(work), args.quick, t) for s in seeds for t in tasks}
             stats = {key: f.result() for key, f in pending.items()}
         text = (f"`{command.strip()}` ({time.perf_counter() - start:.0f} s, {args.workers} worker(s) × 1 torch "
                 f"thread)\n\n{stages_table(stats)}\n")

@@ -72,7 +72,7 @@ class DemoConfig:
     # SFT
     model_init: dict[str, Any] = opt(help="the tiny Llama's size (LlamaConfig fields)", factory=lambda: {
         "hidden_size": 128, "num_layers": 2, "num_heads": 4, "vocab_size": 256})
-    sft_examples: int = opt(4000, "demonstrations generated for SFT")
+    sft_examples: int = opt(20000, "demonstrations generated for SFT")
     sft_steps: int = opt(2000, "cap on SFT optimizer steps (it stops earlier when the held-out gold stalls)")
     sft_batch_size: int = opt(32, "SFT batch size")
     sft_learning_rate: float = opt(1e-3, "SFT peak learning rate (cosine schedule)")
