@@ -1,9 +1,9 @@
-"""Data: the group shape, loaders and format converters, and the cached Arrow pipeline that tokenises them
-(:func:`prepare_dataset`; ``rewardalign data inspect`` lives in :mod:`rewardalign.data.inspect`)."""
+"""Data: the group shape, loaders and format converters. The cached Arrow pipeline that tokenises them is
+:mod:`rewardalign.data.pipeline` (``prepare_dataset``; numpy and datasets: imported only where used, so the
+CLI's ``--help`` stays light); ``rewardalign data inspect`` is :mod:`rewardalign.commands.inspect`."""
 
 from rewardalign.data.formats import FORMATS, detect_format
 from rewardalign.data.loaders import iter_groups, load_groups, read_rows, write_groups_jsonl
-from rewardalign.data.pipeline import TokenizedDataset, prepare_dataset
 from rewardalign.data.schema import DataError, DataSourceError, DropReport, Group, validate_group
 
 __all__ = [
@@ -12,11 +12,9 @@ __all__ = [
     "DataSourceError",
     "DropReport",
     "Group",
-    "TokenizedDataset",
     "detect_format",
     "iter_groups",
     "load_groups",
-    "prepare_dataset",
     "read_rows",
     "validate_group",
     "write_groups_jsonl",
