@@ -11,6 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 import yaml
+from transformers import EarlyStoppingCallback
 
 from rewardalign import cli
 from rewardalign.config import ConfigError
@@ -214,3 +215,17 @@ def test_bad_config_fails_before_any_model_loads(setup, monkeypatch, capsys):
     config.write_text(yaml.safe_dump(base_config(setup) | {"kind": "gan"}))
     assert cli.main(["train-rm", "--config", str(config)]) == 2
     assert "kind must be one of" in capsys.readouterr().err
+
+
+def test_early_stopping_keeps_the_best_checkpoint(setup):
+    """transformers' EarlyStoppingCallback through run_train_rm(callbacks=...), as the demo's RM stage uses it: the
+    saved model is the checkpoint with the best held-out accuracy, not the last one."""
+    out = setup / "early"
+    summary = train_reward_model(base_config(
+        setup, output_dir=str(out), num_train_epochs=6, learning_rate=1e-2, eval_strategy="steps", eval_steps=2,
+        save_strategy="steps", save_steps=2, save_only_model=True, save_total_limit=1, load_best_model_at_end=True,
+        metric_for_best_model="accuracy"), callbacks=[EarlyStoppingCallback(2)])
+    logged = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    accuracies = [x["eval_accuracy"] for x in logged if "eval_accuracy" in x][:-1]  # the last: the final evaluation
+    assert summary["final_eval"]["eval_accuracy"] == max(accuracies)
+    assert summary["steps"] < 6 * 8  # 128 training pairs / 16 a step: 8 steps an epoch; it stopped early
