@@ -1,10 +1,10 @@
-"""The papers' qualitative claims, measured on the gym over several seeds: a table of measured values, each with
-its source, its mean and spread over seeds, and whether it holds.
+"""The papers' qualitative claims, measured on several gym tasks and seeds: for each claim an estimate with a 95%
+interval paired on prompts, a verdict per task and pooled over tasks.
 
-    python benchmarks/claims.py [--seeds 3] [--quick] [--work runs/claims] [--tasks arithmetic,sort] [--workers 2]
-    python benchmarks/claims.py --tasks arithmetic,examples/tasks/reverse.py:ReverseTask --seeds 0,1,2
-    python benchmarks/claims.py --tune [--tune-seeds 3]       # the learning-rate grid behind the demo's METHODS
-    python benchmarks/claims.py --stages --tasks arithmetic,sort  # only the worlds: did SFT and the RM learn?
+    python benchmarks/claims.py --tune [--tasks arithmetic,sort,keyword] [--tune-seeds 1] [--quick]  # first
+    python benchmarks/claims.py [--tasks arithmetic,sort,keyword] [--seeds 3] [--quick] [--workers 2]
+    python benchmarks/claims.py --tasks sort,examples/tasks/reverse.py:ReverseTask --seeds 0,1,2 --quick
+    python benchmarks/claims.py --stages --tasks arithmetic,sort --seeds 3  # only the worlds: did SFT and the RM learn?
 
 Pipeline. For each task and seed the demo's pipeline (``rewardalign.demo.stages.build_world``: SFT, K = 4
 samples, BT "human" preferences from the gold reward, a BT reward model, annotation) is built once and cached in
@@ -12,31 +12,30 @@ samples, BT "human" preferences from the gold reward, a BT reward model, annotat
 matters, so an interrupted benchmark resumes). Tasks are built-in names or specs (``package.module:Class``,
 ``path/to/file.py:Class``); the spec string, not the class, goes to the spawn workers, which load it again. A
 world whose SFT or reward model did not learn (the demo's quality gates) is left out and named in the output,
-unless ``--force``. Every method trains the demo's budget (``align_steps`` steps of
-``align_batch_size`` groups) with its learning rate of ``METHODS`` (one grid for all, tuned on a seed that is
-not measured here, ``--tune``); the learning rate is not re-tuned per beta.
+unless ``--force``. Every run trains the demo's budget (``align_steps`` steps of ``align_batch_size`` groups).
 
-Runs per seed:
+Tuning (``--tune``, on seeds 1000, ... of the same tasks, never measured): every method gets the same grid, the
+learning rates TUNE_LRS x its default β times BETA_MULTIPLIERS, and keeps the cell with the best held-out gold
+reward averaged over seeds and then tasks (``tune.json``, which the measured run reads). DRO is tuned once per
+offset of DRO_OFFSETS (none, ``z0: auto``, a per-prompt baseline): the evidence for its default.
 
-- a beta sweep (beta = default x 1/3, 1, 3) of ``dpo`` (best vs random pairs of the RM-ranked groups),
-  ``spo``, ``spo_abs``, ``dro``, ``rpo`` (RM rewards of the K responses) and ``una_score_mse`` (sigmoid scores):
-  the reward-KL frontiers;
-- ``una_binary_bce`` on the binary labels (RM reward above the group mean), default beta;
+Runs per measured world, at the tuned settings:
+
+- a β sweep (tuned β x 1/3, 1, 3) of ``dpo`` (best vs random pairs of the RM-ranked groups), ``spo``,
+  ``spo_abs``, ``dro``, ``rpo`` (RM rewards of the K responses) and ``una_score_mse`` (sigmoid scores): the
+  reward-KL frontiers;
+- ``una_binary_bce`` on the binary labels (RM reward above the group mean);
 - the noisy-preference experiment of 002: "human" pairs (every pair of every group, BT-labelled on the gold
   reward) with 30% of the preferences flipped; ``dpo`` on those pairs as labelled, and ``drdo`` on the same
   pairs with the rewards of an Oracle reward model (002 Eq. 5: BT + 0.1 x NLL of the chosen response) trained
   on the same noisy pairs, its focal preference term on the pairs' own (noisy) chosen/rejected order.
 
-Measures. Gold reward: the mean gold reward of 4 samples on each held-out prompt. KL: Monte-Carlo KL(pi ||
-SFT) on the policy's samples. Delta log p(chosen): the mean log-prob change of the held-out groups' best (by
-RM) response. "At matched KL" (the frontier gap of A over B): each run of A is compared with the best run of B
-that used no more KL, and each run of B with the best run of A that used no more KL; the gap is the mean of
-those reward differences (A's advantage). A method that stays at a lower KL than every run of the other is
-thus compared at its own KL budget only (where the other has no run, nothing is compared).
-
-Verdict ("holds?"): with m the mean and s the standard deviation over seeds of the claim's measure, yes when
-[m - s, m + s] lies on the claimed side of the threshold, no when it lies on the other side, inconclusive when
-it straddles it (or fewer than 2 seeds gave a value).
+Measures (``claims_measure``). Gold reward: the mean gold reward of the samples of each held-out prompt; KL:
+Monte-Carlo KL(pi || SFT) on the policy's samples; Δ log p(chosen): the mean log-prob change of the held-out
+groups' best (by RM) response. Differences between methods are per prompt (the same prompts for every run of a
+world); "at matched KL" pairs each run with the other method's best run within its KL. Intervals: a bootstrap
+over seeds and, within a seed, prompts (``rewardalign.evaluate.paired``); verdict "yes" when the 95% interval
+lies on the claimed side of 0, "no" when on the other side, "inconclusive" otherwise.
 """
 
 from __future__ import annotations
@@ -47,6 +46,8 @@ import dataclasses
 import json
 import math
 import multiprocessing
+import os
+import platform
 import re
 import shlex
 import statistics
@@ -56,6 +57,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import claims_measure
 
 from rewardalign.demo.config import METHODS, QUICK, DemoConfig, MethodSpec, demo_config
 from rewardalign.demo.learning import StageDidNotLearn
@@ -68,15 +71,20 @@ from rewardalign.demo.stages import (
     torch_threads,
     train_reward_model_stage,
 )
+from rewardalign.runs import write_json, write_text
 
 BETA_MULTIPLIERS = (1 / 3, 1.0, 3.0)
+"""β of a sweep, and of the tuning grid: the tuned (or default) β times these."""
 SWEEP = ("dpo", "spo", "spo_abs", "dro", "rpo", "una_score_mse")
-EXPLICIT = ("dro", "rpo", "spo", "spo_abs", "una_score_mse")
+TUNED = (*SWEEP, "una_binary_bce", "drdo")
+"""The methods the claims measure (each tuned on the same grid); the noisy-pair rows are added to them."""
 NOISE = 0.3
-LR_GRID = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
+TUNE_LRS = (3e-5, 1e-4, 3e-4)
+"""The learning rates of the tuning grid (the best of a wider grid was always among these, --tune of earlier
+versions)."""
 
 
-# ---- the jobs ---------------------------------------------------------------------------------------------------
+# ---- the settings and the jobs -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -95,38 +103,75 @@ def default_beta(objective: str) -> float:
     return float(get_objective(objective).defaults["beta"])
 
 
-def sweep_jobs(seed: int, multipliers: Sequence[float] = BETA_MULTIPLIERS) -> list[Job]:
-    jobs = []
-    for name in SWEEP:
-        spec = METHODS[name]
-        for m in multipliers:
-            beta = float(f"{default_beta(spec.objective) * m:.3g}")
-            args = {**spec.objective_args, "beta": beta}
-            jobs.append(Job(seed, f"{name}@{beta:g}", dataclasses.replace(spec, objective_args=args)))
-    return jobs
-
-
-NOISE_LR = {"dpo": 1e-4, "drdo": 3e-5}
-"""Learning rates of the noisy-pairs runs: the best of LR_GRID on the noisy pairs of the tuning seeds (--tune)."""
-
-
-def noise_spec(method: str, lr: float | None = None) -> MethodSpec:
+def noise_spec(method: str) -> MethodSpec:
     """``dpo`` or ``drdo`` on the noisy human pairs, ordered as labelled (``order_by: position``)."""
     feedback = {"dpo": "human pairs (noisy)", "drdo": "human pairs (noisy) + Oracle rewards"}[method]
     spec = METHODS[method]
-    return dataclasses.replace(spec, feedback=feedback, learning_rate=lr if lr is not None else NOISE_LR[method],
-                               objective_args={**spec.objective_args, "order_by": "position"})
+    return dataclasses.replace(spec, feedback=feedback, objective_args={**spec.objective_args, "order_by": "position"})
 
 
-def noise_jobs(seed: int) -> list[Job]:
-    tag = f"flip{round(100 * NOISE)}"
-    return [Job(seed, f"{m}_{tag}", noise_spec(m), f"pairs_{tag}_rm.jsonl") for m in ("dpo", "drdo")]
+NOISY_DATA = f"pairs_flip{round(100 * NOISE)}_rm.jsonl"
+DRO_OFFSETS = {"dro[z0=0]": {"z0": 0.0, "baseline": "none"}, "dro[z0=auto]": {"z0": "auto", "baseline": "none"},
+               "dro[baseline=group_mean]": {"z0": 0.0, "baseline": "group_mean"}}
+"""DRO's offsets tried on the tuning seeds to choose its default: none, the mean training reward, and a per-prompt
+baseline (the group's mean reward, DRO's V(x)); ``dro`` itself is the objective's default."""
 
 
-def seed_jobs(seed: int, quick: bool) -> list[Job]:
-    jobs = sweep_jobs(seed, (1.0, 3.0) if quick else BETA_MULTIPLIERS)
-    jobs.append(Job(seed, "una_binary_bce", METHODS["una_binary_bce"]))
-    return jobs + noise_jobs(seed)
+def base_specs() -> dict[str, tuple[MethodSpec, str | None]]:
+    """Every tuned row: its spec before tuning and its data file (None: the annotated K = 4 groups)."""
+    rows: dict[str, tuple[MethodSpec, str | None]] = {m: (METHODS[m], None) for m in TUNED}
+    rows |= {f"{m}_noisy": (noise_spec(m), NOISY_DATA) for m in ("dpo", "drdo")}
+    return rows
+
+
+def tuned_spec(row: str, tuned: dict[str, dict[str, Any]]) -> tuple[MethodSpec, str | None]:
+    """A row's spec with its tuned learning rate and β (``tuned[row]``, from ``--tune``)."""
+    spec, data = base_specs()[row]
+    if row not in tuned:
+        raise SystemExit(f"no tuned settings for {row!r}: run `python benchmarks/claims.py --tune` first (or give "
+                         "--settings)")
+    best = tuned[row]
+    return dataclasses.replace(spec, learning_rate=best["learning_rate"],
+                               objective_args={**spec.objective_args, "beta": best["beta"]}), data
+
+
+def at_beta(name: str, beta: float) -> str:
+    return f"{name}@{beta:.3g}"
+
+
+def seed_jobs(seed: int, tuned: dict[str, dict[str, Any]], multipliers: Sequence[float] = BETA_MULTIPLIERS
+              ) -> list[Job]:
+    """A measured world's runs: the β sweeps around each tuned β (at its tuned learning rate), UNA on binary
+    labels and the noisy-pair runs at their tuned settings."""
+    jobs = []
+    for name in SWEEP:
+        spec, _ = tuned_spec(name, tuned)
+        for m in multipliers:
+            beta = float(f"{spec.objective_args['beta'] * m:.3g}")
+            jobs.append(Job(seed, at_beta(name, beta),
+                            dataclasses.replace(spec, objective_args={**spec.objective_args, "beta": beta})))
+    for row in ("una_binary_bce", "dpo_noisy", "drdo_noisy"):
+        spec, data = tuned_spec(row, tuned)
+        jobs.append(Job(seed, row, spec, data))
+    return jobs
+
+
+def tune_jobs(seed: int) -> list[tuple[str, float, float, Job]]:
+    """The tuning grid of one world: every row x TUNE_LRS x (its default β x BETA_MULTIPLIERS), DRO once per
+    offset of DRO_OFFSETS; (row, learning rate, beta, job)."""
+    rows = {row: v for row, v in base_specs().items() if row != "dro"}
+    rows |= {name: (dataclasses.replace(METHODS["dro"], objective_args=args), None)
+             for name, args in DRO_OFFSETS.items()}
+    jobs = []
+    for row, (spec, data) in rows.items():
+        for lr in TUNE_LRS:
+            for m in BETA_MULTIPLIERS:
+                beta = float(f"{default_beta(spec.objective) * m:.3g}")
+                args = {**spec.objective_args, "beta": beta}
+                job = Job(seed, f"tune_{row}@lr{lr:g}_beta{beta:g}",
+                          dataclasses.replace(spec, learning_rate=lr, objective_args=args), data)
+                jobs.append((row, lr, beta, job))
+    return jobs
 
 
 # ---- the per-seed world (in a worker) ---------------------------------------------------------------------------
@@ -206,143 +251,38 @@ def stages_table(stats: dict[tuple[str, int], dict[str, Any]]) -> str:
 
 
 def _row_eval(result: dict[str, Any]) -> dict[str, Any]:
-    keys = ("reward_mean", "reward_ci", "kl", "chosen_logp_shift", "rejected_logp_shift")
+    keys = ("reward_mean", "reward_ci", "kl", "chosen_logp_shift", "chosen_logp_shift_ci", "rejected_logp_shift",
+            "eos_missing_fraction")
     return {k: result.get(k) for k in keys}
 
 
 def _run_job(cfg: DemoConfig, world: World, baseline: list[list[float]], job: Job) -> dict[str, Any]:
     with torch_threads(cfg.threads):
         data = str(Path(world.root) / "data" / job.data) if job.data else None
-        row = run_method(cfg, world, job.name, job.spec, Path(world.root) / "claims" / job.name, baseline,
-                         data=data)
-    return row | {"seed": job.seed}
+        run_dir = Path(world.root) / "claims" / job.name
+        row = run_method(cfg, world, job.name, job.spec, run_dir, baseline, data=data)
+    return row | {"seed": job.seed, "prompt_rewards": prompt_rewards(run_dir / "samples.jsonl")}
 
 
-# ---- claims -----------------------------------------------------------------------------------------------------
+def prompt_rewards(samples: Path) -> list[list[float]]:
+    """The gold reward of every sample of an evaluation's ``samples.jsonl``, nested [prompt][sample]."""
+    records = [json.loads(line) for line in samples.read_text().splitlines() if line.strip()]
+    n_p = 1 + max(r["prompt_index"] for r in records)
+    n_s = 1 + max(r["sample_index"] for r in records)
+    out = [[math.nan] * n_s for _ in range(n_p)]
+    for r in records:
+        out[r["prompt_index"]][r["sample_index"]] = r["reward"]
+    return out
 
 
-def frontier_gap(a: Sequence[tuple[float, float]], b: Sequence[tuple[float, float]]) -> float:
-    """A's gold-reward advantage over B at matched KL from (kl, reward) points (see the module docstring)."""
-    def best_within(points, kl):
-        fits = [r for k, r in points if k <= kl]
-        return max(fits) if fits else None
-
-    diffs = []
-    for kl, r in b:
-        best = best_within(a, kl)
-        if best is not None:
-            diffs.append(best - r)
-    for kl, r in a:
-        best = best_within(b, kl)
-        if best is not None:
-            diffs.append(r - best)
-    return statistics.mean(diffs) if diffs else math.nan
+# ---- tables and plots ----------------------------------------------------------------------------------------
 
 
-@dataclass
-class Claim:
-    claim: str
-    source: str
-    measure: str
-    side: str  # ">0", ">=0" or "<0": the claimed side of 0
-    values: list[float]
-
-    @property
-    def finite(self) -> list[float]:
-        return [v for v in self.values if v is not None and math.isfinite(v)]
-
-    def verdict(self) -> str:
-        vals = self.finite
-        if len(vals) < 2:
-            return "inconclusive"
-        m, s = statistics.mean(vals), statistics.stdev(vals)
-        lo, hi = m - s, m + s
-        holds, fails = {">0": (lo > 0, hi <= 0), ">=0": (lo >= 0, hi < 0), "<0": (hi < 0, lo >= 0)}[self.side]
-        return "yes" if holds else "no" if fails else "inconclusive"
-
-    def summary(self) -> str:
-        vals = self.finite
-        if not vals:
-            return "–"
-        if len(vals) == 1:
-            return f"{vals[0]:+.3f} (1 seed)"
-        return f"{statistics.mean(vals):+.3f} ± {statistics.stdev(vals):.3f}"
-
-
-def _get(rows: dict[str, dict[str, Any]], name: str, key: str) -> float:
-    row = rows.get(name)
-    value = row["eval"].get(key) if row else None
-    return float(value) if isinstance(value, (int, float)) else math.nan
-
-
-def _points(rows: dict[str, dict[str, Any]], method: str) -> list[tuple[float, float]]:
-    return [(r["eval"]["kl"], r["eval"]["reward_mean"]) for name, r in rows.items()
-            if name.split("@")[0] == method and "@" in name
-            and r["eval"].get("kl") is not None and r["eval"].get("reward_mean") is not None]
-
-
-def measure_claims(by_seed: dict[int, dict[str, dict[str, Any]]]) -> list[Claim]:
-    """The claims' measures, one value per seed."""
-    seeds = sorted(by_seed)
-
-    def per_seed(fn: Callable[[dict[str, dict[str, Any]]], float]) -> list[float]:
-        return [fn(by_seed[s]) for s in seeds]
-
-    def at_default(method: str) -> str:
-        return f"{method}@{default_beta(METHODS[method].objective):g}"
-
-    tag = f"flip{round(100 * NOISE)}"
-    claims = [
-        Claim("DRO keeps the chosen responses' log-prob at or above the reference", "000/001 Fig. 2",
-              "Δ log p(chosen), DRO, default β", ">=0",
-              per_seed(lambda r: _get(r, at_default("dro"), "chosen_logp_shift"))),
-        Claim("... while DPO lowers it", "000/001 Fig. 2", "Δ log p(chosen), DPO, default β", "<0",
-              per_seed(lambda r: _get(r, at_default("dpo"), "chosen_logp_shift"))),
-        Claim("SPO on all K = 4 scored responses beats DPO (best vs random) at matched KL", "004 Table 2, Fig. 1",
-              "gold reward gap SPO − DPO at matched KL (β sweeps)", ">0",
-              per_seed(lambda r: frontier_gap(_points(r, "spo"), _points(r, "dpo")))),
-        Claim("SPO-abs on all K = 4 scored responses beats DPO (best vs random) at matched KL",
-              "004 Table 2, Fig. 1", "gold reward gap SPO-abs − DPO at matched KL (β sweeps)", ">0",
-              per_seed(lambda r: frontier_gap(_points(r, "spo_abs"), _points(r, "dpo")))),
-        Claim("SPO-abs does not lower the chosen likelihood", "004 Fig. 2", "Δ log p(chosen), SPO-abs, default β",
-              ">=0", per_seed(lambda r: _get(r, at_default("spo_abs"), "chosen_logp_shift"))),
-        Claim("UNA with scores beats UNA with binary labels", "003 Table 1",
-              "gold reward UNA-score − UNA-binary (BCE), default β", ">0",
-              per_seed(lambda r: _get(r, at_default("una_score_mse"), "reward_mean")
-                       - _get(r, "una_binary_bce", "reward_mean"))),
-        Claim(f"DRDO beats DPO when {round(100 * NOISE)}% of the preference labels are flipped",
-              "002 Sec. 3-6 (noisy preferences)", "gold reward DRDO − DPO on the noisy pairs", ">0",
-              per_seed(lambda r: _get(r, f"drdo_{tag}", "reward_mean") - _get(r, f"dpo_{tag}", "reward_mean"))),
-    ]
-    names = {"dro": "DRO", "rpo": "RPO (reward distillation)", "una_score_mse": "UNA-score"}
-    sources = {"dro": "000/001", "rpo": "Fisch 2024, as used in 002", "una_score_mse": "003"}
-    for m in ("dro", "rpo", "una_score_mse"):  # SPO and SPO-abs: the rows above
-        claims.append(Claim(f"{names[m]} dominates DPO on the reward-KL frontier", f"{sources[m]}",
-                            f"gold reward gap {names[m]} − DPO at matched KL (β sweeps)", ">0",
-                            per_seed(lambda r, m=m: frontier_gap(_points(r, m), _points(r, "dpo")))))
-    claims.append(Claim(
-        "Every explicit-reward objective (DRO, RPO, SPO, SPO-abs, UNA-score) dominates DPO on the reward-KL "
-        "frontier", "000/001, 003, 004", "the smallest of their five gaps to DPO at matched KL", ">0",
-        per_seed(lambda r: min(frontier_gap(_points(r, m), _points(r, "dpo")) for m in EXPLICIT))))
-    return claims
-
-
-def claims_table(claims: list[Claim], seeds: Sequence[int], command: str) -> str:
-    lines = [f"`{command}`", "",
-             "| # | claim | source | measure | mean ± std over seeds | per seed (" + ", ".join(map(str, seeds))
-             + ") | holds? |", "|---|---|---|---|---|---|---|"]
-    for i, c in enumerate(claims, 1):
-        per = ", ".join("–" if v is None or not math.isfinite(v) else f"{v:+.3f}" for v in c.values)
-        side = {">0": "> 0", ">=0": "≥ 0", "<0": "< 0"}[c.side]
-        lines.append(f"| {i} | {c.claim} | {c.source} | {c.measure} (claimed {side}) | "
-                     f"{c.summary()} | {per} | **{c.verdict()}** |")
-    return "\n".join(lines)
-
-
-def runs_table(by_seed: dict[int, dict[str, dict[str, Any]]], sft: dict[int, dict[str, Any]]) -> str:
-    """Every run's gold reward, KL and chosen shift, mean ± std over seeds."""
-    names = sorted({n for rows in by_seed.values() for n in rows}, key=_run_order)
-    lines = ["| run | lr | gold reward | KL(π‖SFT) | Δ log p chosen | Δ log p rejected |", "|---|---|---|---|---|---|"]
+def runs_table(by_seed: dict[int, dict[str, dict[str, Any]]]) -> str:
+    """Every run's gold reward, KL, samples without EOS and likelihood shifts, mean ± std over seeds (SFT first)."""
+    names = sorted({n for rows in by_seed.values() for n in rows if n != "sft"}, key=_run_order)
+    lines = ["| run | lr | gold reward | KL(π‖SFT) | no EOS | Δ log p chosen | Δ log p rejected |",
+             "|---|---|---|---|---|---|---|"]
 
     def ms(values: list[float], digits: int = 3) -> str:
         vals = [v for v in values if v is not None and math.isfinite(v)]
@@ -352,13 +292,14 @@ def runs_table(by_seed: dict[int, dict[str, dict[str, Any]]], sft: dict[int, dic
             return f"{vals[0]:.{digits}f}"
         return f"{statistics.mean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
 
-    lines.append(f"| sft | – | {ms([s['reward_mean'] for s in sft.values()])} | 0 | 0 | 0 |")
-    for n in names:
+    for n in ["sft", *names]:
         rows = [by_seed[s][n] for s in sorted(by_seed) if n in by_seed[s]]
         ev = [r["eval"] for r in rows]
-        lines.append(f"| {n} | {rows[0]['learning_rate']:g} | {ms([e['reward_mean'] for e in ev])} | "
-                     f"{ms([e['kl'] for e in ev], 2)} | {ms([e['chosen_logp_shift'] for e in ev], 2)} | "
-                     f"{ms([e['rejected_logp_shift'] for e in ev], 2)} |")
+        lr = f"{rows[0]['learning_rate']:g}" if n != "sft" else "–"
+        lines.append(f"| {n} | {lr} | {ms([e.get('reward_mean') for e in ev])} | {ms([e.get('kl') for e in ev], 2)} | "
+                     f"{ms([e.get('eos_missing_fraction') for e in ev], 2)} | "
+                     f"{ms([e.get('chosen_logp_shift') for e in ev], 2)} | "
+                     f"{ms([e.get('rejected_logp_shift') for e in ev], 2)} |")
     return "\n".join(lines)
 
 
@@ -448,17 +389,20 @@ def prepare_worlds(pool: futures.Executor, tasks: Sequence[str], seeds: Sequence
 
 
 def run_claims(tasks: Sequence[str], seeds: Sequence[int], work: Path, quick: bool, workers: int,
-               force: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every claim's runs on every (task, seed) world; ``by_task[task][seed][run name]`` is the run's row."""
+               tuned: dict[str, dict[str, Any]], force: bool = False, log: Callable[[str], None] = print
+               ) -> dict[str, Any]:
+    """Every claim's runs on every (task, seed) world; ``by_task[task][seed][run name]`` is the run's row (the
+    SFT policy's as ``sft``)."""
     start = time.perf_counter()
     with _pool(workers) as pool:
         worlds, stopped = prepare_worlds(pool, tasks, seeds, work, quick, force, log, start)
         pending = {}
         for (t, s), (cfg, world, baseline, _) in worlds.items():
-            for job in seed_jobs(s, quick):
+            for job in seed_jobs(s, tuned):
                 pending[pool.submit(_run_job, cfg, world, baseline, job)] = (t, job)
-        by_task: dict[str, dict[int, dict[str, dict[str, Any]]]] = {
-            t: {s: {} for s in seeds if (t, s) in worlds} for t in tasks}
+        by_task: dict[str, dict[int, dict[str, dict[str, Any]]]] = {t: {} for t in tasks}
+        for (t, s), (_, _, baseline, extra) in worlds.items():
+            by_task[t][s] = {"sft": {"eval": extra["sft"], "prompt_rewards": baseline, "learning_rate": 0.0}}
         for f in futures.as_completed(pending):
             t, job = pending[f]
             row = f.result()
@@ -466,63 +410,78 @@ def run_claims(tasks: Sequence[str], seeds: Sequence[int], work: Path, quick: bo
             ev = row["eval"]
             log(f"[{t} seed {job.seed}] {job.name}: gold {ev['reward_mean']:.3f}, KL {ev['kl']:.2f}, "
                 f"Δlogp chosen {ev['chosen_logp_shift']:+.2f} ({row['seconds']:.0f} s)")
-    return {"by_task": by_task, "sft": {t: {s: w[3]["sft"] for (tt, s), w in worlds.items() if tt == t}
-                                        for t in tasks},
+    return {"by_task": by_task,
             "worlds": {f"{t} seed {s}": w[1].stats | {"noise": w[3]["noise"]} for (t, s), w in worlds.items()},
             "stopped": {f"{t} seed {s}": why for (t, s), why in stopped.items()},
             "seconds": round(time.perf_counter() - start, 1)}
 
 
-def tune(tasks: Sequence[str], seeds: Sequence[int], work: Path, quick: bool, workers: int, methods: Sequence[str],
-         force: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """The learning-rate grid: every method x LR_GRID on the tuning seeds of every task; the best by held-out gold
-    reward averaged over the (task, seed) worlds (the measured claims use other seeds)."""
+def tune(tasks: Sequence[str], seeds: Sequence[int], work: Path, quick: bool, workers: int, force: bool = False,
+         log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The tuning grid (``tune_jobs``) on the tuning seeds of every task: for every row the (learning rate, β)
+    with the best held-out gold reward, averaged over seeds and then over tasks (each task weighs the same); the
+    measured claims use other seeds. ``dro`` takes the settings of the DRO offset that is the objective's
+    default."""
     start = time.perf_counter()
-    tag = f"flip{round(100 * NOISE)}"
-    rows = [*methods, *(f"{m}_{tag}" for m in NOISE_LR)]
     with _pool(workers) as pool:
         worlds, stopped = prepare_worlds(pool, tasks, seeds, work, quick, force, log, start)
         pending = {}
         for (t, s), (cfg, world, baseline, _) in worlds.items():
-            for row in rows:
-                for lr in LR_GRID:
-                    if row in METHODS:
-                        job = Job(s, f"tune_{row}@lr{lr:g}", dataclasses.replace(METHODS[row], learning_rate=lr))
-                    else:
-                        job = Job(s, f"tune_{row}@lr{lr:g}", noise_spec(row.split("_")[0], lr),
-                                  f"pairs_{tag}_rm.jsonl")
-                    pending[pool.submit(_run_job, cfg, world, baseline, job)] = (t, s, row, lr)
-        results: dict[str, dict[float, list[dict[str, Any]]]] = {m: {lr: [] for lr in LR_GRID} for m in rows}
+            for row, lr, beta, job in tune_jobs(s):
+                pending[pool.submit(_run_job, cfg, world, baseline, job)] = (t, row, lr, beta)
+        results: dict[str, dict[tuple[float, float], dict[str, list[dict[str, Any]]]]] = {}
         for f in futures.as_completed(pending):
-            t, s, m, lr = pending[f]
+            t, row, lr, beta = pending[f]
             ev = f.result()["eval"]
-            results[m][lr].append(ev)
-            log(f"[{t} seed {s}] {m} lr {lr:g}: gold {ev['reward_mean']:.3f}, KL {ev['kl']:.2f}")
+            results.setdefault(row, {}).setdefault((lr, beta), {}).setdefault(t, []).append(ev)
+            log(f"[{t}] {row} lr {lr:g} β {beta:g}: gold {ev['reward_mean']:.3f}, KL {ev['kl']:.2f}, "
+                f"no EOS {ev['eos_missing_fraction']:.2f}")
     if not worlds:
         raise SystemExit("no world passed the quality gates: " + json.dumps({str(k): v for k, v in stopped.items()}))
 
-    def mean(m: str, lr: float, key: str) -> float:
-        return statistics.mean(e[key] for e in results[m][lr])
+    def mean(cell: dict[str, list[dict[str, Any]]], key: str) -> float:
+        return statistics.mean(statistics.mean(e[key] for e in evs) for evs in cell.values())
 
-    best = {m: max(LR_GRID, key=lambda lr, m=m: mean(m, lr, "reward_mean")) for m in rows}
-    lines = ["| method | " + " | ".join(f"lr {lr:g}: gold (KL)" for lr in LR_GRID) + " | best |",
-             "|---|" + "---|" * (len(LR_GRID) + 1)]
-    for m in rows:
-        cells = [f"{mean(m, lr, 'reward_mean'):.3f} ({mean(m, lr, 'kl'):.1f})" for lr in LR_GRID]
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | {best[m]:g} |")
-    return {"best": best, "table": "\n".join(lines), "results": results,
+    best, lines = {}, ["| row | best lr | best β | gold | KL | no EOS | worst cell of the grid: gold (lr, β) |",
+                       "|---|---|---|---|---|---|---|"]
+    for row, cells in results.items():
+        (lr, beta), cell = max(cells.items(), key=lambda kv: mean(kv[1], "reward_mean"))
+        worst_key, worst = min(cells.items(), key=lambda kv: mean(kv[1], "reward_mean"))
+        best[row] = {"learning_rate": lr, "beta": beta, "reward_mean": mean(cell, "reward_mean"),
+                     "kl": mean(cell, "kl"), "eos_missing_fraction": mean(cell, "eos_missing_fraction")}
+        lines.append(f"| {row} | {lr:g} | {beta:g} | {best[row]['reward_mean']:.3f} | {best[row]['kl']:.2f} | "
+                     f"{best[row]['eos_missing_fraction']:.2f} | {mean(worst, 'reward_mean'):.3f} "
+                     f"({worst_key[0]:g}, {worst_key[1]:g}) |")
+    best["dro"] = best[default_dro_offset()]
+    grid = {row: [{"learning_rate": lr, "beta": beta, "reward_mean": mean(c, "reward_mean"), "kl": mean(c, "kl"),
+                   "eos_missing_fraction": mean(c, "eos_missing_fraction")} for (lr, beta), c in cells.items()]
+            for row, cells in results.items()}
+    return {"best": best, "table": "\n".join(lines), "grid": grid,
             "stopped": {f"{t} seed {s}": why for (t, s), why in stopped.items()},
             "seconds": round(time.perf_counter() - start, 1)}
 
 
+def default_dro_offset() -> str:
+    """The row of DRO_OFFSETS that ``dro`` runs at its defaults."""
+    from rewardalign.objectives import get_objective
+
+    defaults = get_objective("dro").defaults
+    for name, args in DRO_OFFSETS.items():
+        if all(defaults.get(k) == v for k, v in args.items()):
+            return name
+    raise AssertionError(f"DRO's defaults {defaults} are none of {DRO_OFFSETS}")
+
+
 def seed_list(text: str, first: int) -> list[int]:
-    """``"3"`` -> ``[first, first + 1, first + 2]``; ``"0,1,2"`` -> ``[0, 1, 2]``."""
+    """``"3"`` -> ``[first, first + 1, first + 2]``; ``"0,1,2"`` -> ``[0, 1, 2]``; ``"1000,"`` -> ``[1000]``."""
     parts = [p for p in text.split(",") if p.strip()]
     try:
         values = [int(p) for p in parts]
     except ValueError:
         raise argparse.ArgumentTypeError(f"seeds are a count or a comma-separated list, got {text!r}") from None
     if len(values) == 1 and "," not in text:
+        if not 1 <= values[0] <= 50:
+            raise argparse.ArgumentTypeError(f"a count of seeds is 1-50, got {values[0]} (one seed: '{values[0]},')")
         return list(range(first, first + values[0]))
     return values
 
@@ -531,19 +490,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="3", help="measured seeds: a count (0, 1, ...) or a list 0,1,2 (default 3)")
-    parser.add_argument("--quick", action="store_true", help="the demo's --quick sizes and a 2-point beta sweep (default x 1, 3)")
+    parser.add_argument("--quick", action="store_true", help="the demo's --quick sizes")
     parser.add_argument("--work", default="runs/claims", help="work folder (cached worlds and runs)")
-    parser.add_argument("--tasks", "--task", default="arithmetic",
+    parser.add_argument("--tasks", "--task", default="arithmetic,sort,keyword",
                         help="gym tasks, comma-separated: names or specs such as path/to/file.py:Class (default "
-                             "arithmetic)")
+                             "arithmetic,sort,keyword)")
     parser.add_argument("--workers", type=int, default=2, help="processes, one torch thread each (default 2)")
-    parser.add_argument("--output", default=None, help="where to write claims.md / claims.json (default: --work)")
+    parser.add_argument("--output", default=None, help="where to write the tables (default: --work)")
     parser.add_argument("--force", action="store_true", help="keep worlds whose SFT or reward model did not learn")
-    parser.add_argument("--tune", action="store_true", help="run the learning-rate grid instead of the claims")
+    parser.add_argument("--tune", action="store_true", help="run the tuning grid (writes tune.json) instead")
+    parser.add_argument("--settings", default=None,
+                        help="the tuned settings the claims run with (default: <work>/tune.json, from --tune)")
     parser.add_argument("--stages", action="store_true",
                         help="only build the worlds (data, SFT, reward model) and tabulate whether they learned")
-    parser.add_argument("--tune-seeds", default="3",
-                        help="tuning seeds: a count (1000, 1001, ...) or a list 1000,1001 (default 3)")
+    parser.add_argument("--tune-seeds", default="1",
+                        help="tuning seeds: a count (1000, 1001, ...) or a list 1000,1001 (default 1: 1000)")
     args = parser.parse_args(argv)
     command = "python benchmarks/claims.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None
                                                                                    else sys.argv[1:]))
@@ -551,63 +512,71 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     out = Path(args.output) if args.output else work
     out.mkdir(parents=True, exist_ok=True)
+    setup = (f"{'quick' if args.quick else 'default'} sizes ({json.dumps(QUICK) if args.quick else 'the demo defaults'}"
+             f"), {args.workers} worker process(es) × 1 torch thread, {platform.processor() or platform.machine()}, "
+             f"{os.cpu_count()} CPU cores")
     if args.stages:
         seeds = seed_list(args.seeds, 0)
         start = time.perf_counter()
         with _pool(args.workers) as pool:
             pending = {(t, s): pool.submit(_build_world, s, str(work), args.quick, t) for s in seeds for t in tasks}
             stats = {key: f.result() for key, f in pending.items()}
-        text = (f"`{command.strip()}` ({time.perf_counter() - start:.0f} s, {args.workers} worker(s) × 1 torch "
-                f"thread)\n\n{stages_table(stats)}\n")
-        (out / "stages.md").write_text(text)
+        text = (f"`{command.strip()}` ({time.perf_counter() - start:.0f} s; {setup})\n\n{stages_table(stats)}\n")
+        write_text(out / "stages.md", text)
         print(text)
         return 0
     if args.tune:
         seeds = seed_list(args.tune_seeds, 1000)
-        result = tune(tasks, seeds, work, args.quick, args.workers, list(METHODS), args.force)
-        text = f"`{command.strip()}`\n\n{result['table']}\n\nbest: {json.dumps(result['best'])}\n"
-        (out / "tune.md").write_text(text)
-        (out / "tune.json").write_text(json.dumps(result, indent=1, default=str))
-        print("\n" + text + f"({result['seconds']:.0f} s)")
+        result = tune(tasks, seeds, work, args.quick, args.workers, args.force)
+        text = (f"`{command.strip()}` (seeds {seeds}; {setup}; {result['seconds']:.0f} s)\n\n{result['table']}\n"
+                + "".join(f"\n- left out, a stage did not learn: {w}: {why}" for w, why in result["stopped"].items()))
+        write_text(out / "tune.md", text)
+        write_json(out / "tune.json", result | {"command": command.strip(), "seeds": seeds, "tasks": tasks})
+        print("\n" + text)
         return 0
     seeds = seed_list(args.seeds, 0)
-    result = run_claims(tasks, seeds, work, args.quick, args.workers, args.force)
-    setup = (f"Tasks {', '.join(f'`{t}`' for t in tasks)}, seeds {seeds}, "
-             f"{'quick' if args.quick else 'default'} sizes ({json.dumps(QUICK) if args.quick else 'the demo defaults'}"
-             f"); {args.workers} worker process(es) × 1 torch thread; wall time {result['seconds']:.0f} s (this "
-             f"invocation: worlds and runs already in {work} are reused).")
-    notes = [
-        "- holds?: with m ± s the mean and standard deviation over seeds, yes when [m − s, m + s] lies on the "
-        "claimed side of 0, no when it lies on the other side, inconclusive when it straddles 0.",
-        "- Every run: the demo's budget (align_steps × align_batch_size groups, constant learning rate) and the "
-        "learning rate of `rewardalign.demo.config.METHODS` (best of {1e-5, 3e-5, 1e-4, 3e-4, 1e-3} on the tuning "
-        f"seeds 1000-1002, `--tune`), not re-tuned per β; the noisy-pair runs: {NOISE_LR} (tuned the same way "
-        "on the noisy pairs).",
-        "- Gold reward and KL: 4 samples per held-out prompt; Δ log p: held-out groups' best / worst response by "
-        "the RM; matched KL: each run against the other method's best run within its KL (module docstring).",
-    ]
-    stopped = [f"- left out, a stage did not learn: {world}: {why}" for world, why in result["stopped"].items()]
-    md = ["# The papers' claims, measured on the gym", "", setup, "", *notes, *stopped, ""]
-    claims_json = {}
-    for task in tasks:
-        by_seed = result["by_task"][task]
-        if not by_seed:
-            continue
-        claims = measure_claims(by_seed)
-        claims_json[task] = [dataclasses.asdict(c) | {"verdict": c.verdict()} for c in claims]
-        table = claims_table(claims, sorted(by_seed), command.strip())
-        runs = runs_table(by_seed, result["sft"][task])
-        plot = frontier_plot(by_seed, out / f"claims_frontier_{task_folder(task)}.png")
-        md += [f"## Task `{task}`", "", table, "", "### Every run", "", runs, ""]
-        if plot is not None:
-            md += [f"![reward-KL frontier]({plot.name})", ""]
-        print(f"\n## {task}\n\n" + table + "\n\n" + runs)
-    (out / "claims.md").write_text("\n".join(md))
-    (out / "claims.json").write_text(json.dumps({"command": command.strip(), "claims": claims_json, **result},
-                                                indent=1, default=str))
-    print("\n" + setup + "\n" + "\n".join(stopped))
-    print(f"\nwritten: {out / 'claims.md'}, claims.json")
+    settings = Path(args.settings) if args.settings else work / "tune.json"
+    if not settings.is_file():
+        raise SystemExit(f"{settings}: no tuned settings; run `python benchmarks/claims.py --tune` first")
+    tuning = json.loads(settings.read_text())
+    if set(tuning.get("seeds", [])) & set(seeds):
+        raise SystemExit(f"the measured seeds {seeds} overlap the tuning seeds {tuning['seeds']} of {settings}")
+    result = run_claims(tasks, seeds, work, args.quick, args.workers, tuning["best"], args.force)
+    write_json(out / "claims.json", {"command": command.strip(), "settings": tuning["best"], **result})
+    text = report(result, tuning, tasks, seeds, f"`{command.strip()}`: {setup}; wall time {result['seconds']:.0f} s "
+                  f"(runs already in {work} are reused)", out)
+    write_text(out / "claims.md", text)
+    print(text + f"\nwritten: {out / 'claims.md'}, claims.json")
     return 0
+
+
+def report(result: dict[str, Any], tuning: dict[str, Any], tasks: Sequence[str], seeds: Sequence[int], setup: str,
+           out: Path) -> str:
+    """claims.md: the pooled table with per-task verdicts, each task's estimates, and every run per task."""
+    by_task = {t: s for t, s in result["by_task"].items() if s}
+    best = tuning["best"]
+    cs = claims_measure.measure(by_task, lambda m: at_beta(m, best[m]["beta"]), f"{round(100 * NOISE)}%")
+    shown = [t for t in tasks if t in by_task]
+    md = ["# The papers' claims, measured on the gym", "", setup, "",
+          f"Tasks {', '.join(f'`{t}`' for t in tasks)}; measured seeds {list(seeds)}; settings tuned on seeds "
+          f"{tuning.get('seeds')} of the same tasks (`{tuning.get('command')}`): for every method the (learning "
+          f"rate, β) of {{{', '.join(f'{lr:g}' for lr in TUNE_LRS)}}} × (default β × {{1/3, 1, 3}}) with the best "
+          "gold reward.", "",
+          "Estimates: mean over tasks of the mean over seeds, with a 95% interval from a bootstrap that redraws "
+          "seeds and, within each seed, the held-out prompts (differences between methods are paired on prompts; "
+          "log-prob shifts use the evaluation's own interval at the inner level). holds: yes when the interval "
+          "lies on the claimed side of 0, no when on the other side, inconclusive when it straddles 0.", "",
+          *(f"- left out, a stage did not learn: {w}: {why}" for w, why in result["stopped"].items()), "",
+          "## Pooled over tasks, with the verdict on each task", "", claims_measure.pooled_table(cs, shown), "",
+          "## Per task: estimate [95% CI] (verdict)", "", claims_measure.task_table(cs, shown), "",
+          "## Tuned settings", "", "| row | lr | β |", "|---|---|---|",
+          *(f"| {row} | {b['learning_rate']:g} | {b['beta']:g} |" for row, b in best.items()), ""]
+    for task in shown:
+        plot = frontier_plot(by_task[task], out / f"claims_frontier_{task_folder(task)}.png")
+        md += [f"## Every run on `{task}` (mean ± std over seeds)", "", runs_table(by_task[task]), ""]
+        if plot is not None:
+            md += [f"![reward-KL frontier, {task}]({plot.name})", ""]
+    return "\n".join(md)
 
 
 if __name__ == "__main__":

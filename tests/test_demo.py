@@ -1,10 +1,8 @@
 """``rewardalign demo``: the whole pipeline end to end (--quick), its report, its determinism, and the pieces of the
 claims benchmark that need no model."""
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -231,74 +229,3 @@ def test_quality_gates_on_hand_values():
 def test_generation_budget_fits_the_longest_response():
     tokenizer = build_tiny_tokenizer(["add 1 and 2 = 3", "abcd"], vocab_size=256)  # no merges: a token a byte
     assert generation_budget(tokenizer, [" ab", " abcd"]) == math.ceil(1.25 * 5) + 1
-
-
-# ---- benchmarks/claims.py: the measures and verdicts ------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def claims():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "claims.py"
-    spec = importlib.util.spec_from_file_location("claims_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["claims_benchmark"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_frontier_gap_compares_at_matched_kl(claims):
-    dpo = [(1.0, 0.40), (4.0, 0.45), (9.0, 0.30)]
-    # better everywhere: each point beats the other's best run within its KL
-    better = [(0.5, 0.45), (2.0, 0.50), (5.0, 0.52)]
-    assert claims.frontier_gap(better, dpo) > 0
-    assert claims.frontier_gap(dpo, better) == pytest.approx(-claims.frontier_gap(better, dpo))
-    assert claims.frontier_gap(dpo, dpo) == 0
-    # hand-computed: for dpo points: best of A within 1.0 -> 0.45 (+0.05), within 4.0 -> 0.50 (+0.05), within 9.0
-    # -> 0.52 (+0.22); for A points: 0.5 -> no dpo run within, 2.0 -> 0.40 (+0.10), 5.0 -> 0.45 (+0.07)
-    assert claims.frontier_gap(better, dpo) == pytest.approx((0.05 + 0.05 + 0.22 + 0.10 + 0.07) / 5)
-    # a cautious method (low KL, lower reward) against a bolder one: only the bold runs find a match
-    assert claims.frontier_gap([(0.5, 0.35)], [(3.0, 0.45)]) == pytest.approx(-0.10)
-    assert math.isnan(claims.frontier_gap([(1.0, 0.5)], []))
-
-
-def test_claim_verdicts(claims):
-    def verdict(values, side=">0"):
-        return claims.Claim("c", "s", "m", side, values).verdict()
-
-    assert verdict([0.10, 0.12, 0.08]) == "yes"
-    assert verdict([-0.10, -0.12, -0.08]) == "no"
-    assert verdict([0.10, -0.10, 0.02]) == "inconclusive"
-    assert verdict([0.10, math.nan, 0.2]) == "yes"
-    assert verdict([0.10]) == "inconclusive"
-    assert verdict([0.0, 0.0, 0.0], ">=0") == "yes" and verdict([0.0, 0.0, 0.0], ">0") == "no"
-    assert verdict([-0.5, -0.4, -0.6], "<0") == "yes" and verdict([0.5, 0.4, 0.6], "<0") == "no"
-
-
-def test_claims_jobs_cover_every_claim(claims):
-    names = {job.name for job in claims.seed_jobs(0, quick=False)}
-    for method in claims.SWEEP:
-        beta = claims.default_beta(METHODS[method].objective)
-        assert f"{method}@{beta:g}" in names
-        assert len([n for n in names if n.startswith(method + "@")]) == 3
-    assert {"una_binary_bce", "dpo_flip30", "drdo_flip30"} <= names
-    noisy = {job.name: job for job in claims.noise_jobs(0)}
-    assert noisy["drdo_flip30"].spec.objective_args["order_by"] == "position"
-    assert noisy["dpo_flip30"].spec.objective_args["order_by"] == "position"
-
-
-def test_claims_take_tasks_and_seed_lists(claims):
-    assert claims.seed_list("3", 0) == [0, 1, 2] and claims.seed_list("3", 1000) == [1000, 1001, 1002]
-    assert claims.seed_list("0,4", 0) == [0, 4] and claims.seed_list("7,", 0) == [7]
-    assert claims.task_folder("examples/tasks/reverse.py:ReverseTask") == "examples_tasks_reverse.py_ReverseTask"
-    assert claims.task_folder("arithmetic") == "arithmetic"
-    cfg = claims.seed_config(2, Path("w"), True, REVERSE)
-    assert cfg.task == REVERSE and cfg.output == str(Path("w") / "examples_tasks_reverse.py_ReverseTask" / "seed2")
-
-
-def test_claims_stages_table(claims):
-    stats = {"data": {"demonstration_gold_mean": 0.6, "random_gold_mean": 0.1},
-             "sft": {"heldout_gold": 0.48, "steps": 900, "best_step": 600},
-             "reward_model": {"heldout_accuracy": 0.7, "steps": 120}, "annotation": {"heldout_rm_gold_agreement": 0.8}}
-    lines = claims.stages_table({("sort", 1): stats, ("arithmetic", 0): stats}).splitlines()
-    assert lines[2] == "| arithmetic | 0 | 0.480 | 0.600 | 0.100 | 0.80 | 900 (600) | 0.700 | 0.800 | 120 |"
-    assert lines[3].startswith("| sort | 1 |") and len(lines) == 4

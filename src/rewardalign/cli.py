@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 DATA_COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("rewardalign.commands.inspect", "statistics and rejected rows of a data set, before training"),
+    "cache": ("rewardalign.commands.cache", "the tokenised-data cache: its entries, and pruning them"),
 }
 
 

@@ -11,7 +11,8 @@
    the data (the bytes of a file, the fingerprint of a ``datasets`` object), the load options, the
    tokenizer's content (vocabulary, merges, special tokens, chat template), the tokenise settings and the
    code of this package's data modules. A second call with the same key memory-maps the cached files and
-   tokenises nothing; any change of those makes a new entry.
+   tokenises nothing; any change of those makes a new entry. Old entries are pruned, least recently used
+   first, to ``$REWARDALIGN_CACHE_MAX_GB`` (:mod:`rewardalign.data.cache`; ``rewardalign data cache``).
 
 The returned :class:`TokenizedDataset` is a sequence of :class:`~rewardalign.data.tokenize.TokenizedGroup`
 read from the Arrow files one group at a time (nothing is held as Python objects), so a
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..fingerprint import file_digest, hash_json, path_fingerprint, tokenizer_fingerprint
+from . import cache
 from .loaders import is_saved_dataset, iter_groups
 from .schema import DataError, DropReport, Text
 from .tokenize import TokenizeConfig, TokenizedGroup, TokenizeStats, tokenize_batch, too_long_reason
@@ -467,7 +469,8 @@ def prepare_dataset(
 
     with FileLock(str(root / f"{key}.lock")):
         meta_file = entry / "meta.json"
-        if not meta_file.is_file():
+        built = not meta_file.is_file()
+        if built:
             work = root / f"{key}.tmp-{os.getpid()}"
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir()
@@ -479,6 +482,9 @@ def prepare_dataset(
             finally:
                 shutil.rmtree(work, ignore_errors=True)
         meta = json.loads(meta_file.read_text())
+        cache.touch(entry)
+    if built:
+        cache.prune(root, cache.default_max_bytes(), keep=[key])
     if drops is not None:
         drops.rows.extend((row, reason) for row, reason in meta["load_drops"])
         drops.rows.extend((row, reason) for row, reason in meta["tokenize_drops"])

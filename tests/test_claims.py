@@ -1,0 +1,130 @@
+"""benchmarks/claims.py and claims_measure.py: the tuning grid, the jobs, matched-KL pairs and the paired
+measures, worked out by hand."""
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+import claims  # noqa: E402
+import claims_measure as cm  # noqa: E402
+
+from rewardalign.demo.config import METHODS  # noqa: E402
+
+REVERSE = "examples/tasks/reverse.py:ReverseTask"
+ROWS = [*claims.TUNED, "dpo_noisy", "drdo_noisy"]
+
+
+def run(kl, rewards, shift=None, shift_ci=None):
+    """A run's row: its per-prompt rewards [prompt][sample] and the eval headline they imply."""
+    flat = [r for row in rewards for r in row]
+    ev = {"kl": kl, "reward_mean": sum(flat) / len(flat), "chosen_logp_shift": shift, "chosen_logp_shift_ci": shift_ci}
+    return {"eval": ev, "prompt_rewards": rewards}
+
+
+def test_matched_pairs_compare_at_matched_kl():
+    a = [(0.5, 0.45, "a1"), (2.0, 0.50, "a2"), (5.0, 0.52, "a3")]
+    b = [(1.0, 0.40, "b1"), (4.0, 0.45, "b2"), (9.0, 0.30, "b3")]
+    # each b run with the best a run within its KL, then each a run with the best b run within its KL
+    assert cm.matched_pairs(a, b) == [("a1", "b1"), ("a2", "b2"), ("a3", "b3"), ("a2", "b1"), ("a3", "b2")]
+    assert cm.matched_pairs([(0.5, 0.35, "x")], [(3.0, 0.45, "y")]) == [("x", "y")]
+    assert cm.matched_pairs([(1.0, 0.5, "x")], []) == []
+
+
+def test_gap_units_average_the_matched_differences_per_prompt():
+    rows = {"a@1": run(0.5, [[0.5], [0.4]]), "a@2": run(2.0, [[0.6], [0.4]]), "b@1": run(1.0, [[0.3], [0.5]]),
+            "b_other": run(0.1, [[9.0], [9.0]])}  # not of b's sweep (no @)
+    # pairs: (a@1, b@1) for b@1; a@1 has no b within KL 0.5; (a@2, b@1) for a@2
+    units = cm.gap_units(rows, "a", "b")
+    assert units.values == pytest.approx((0.25, -0.1))  # prompt 0: (0.2 + 0.3) / 2; prompt 1: (-0.1 - 0.1) / 2
+    assert cm.gap_units(rows, "a", "nothing") is None
+
+
+def test_difference_and_shift_units():
+    rows = {"x": run(1.0, [[1.0, 0.0], [0.5, 0.5]], shift=0.3, shift_ci=[0.3 - cm.Z95 * 0.1, 0.3 + cm.Z95 * 0.1]),
+            "y": run(1.0, [[0.0, 0.0], [1.0, 1.0]])}
+    assert cm.difference_units(rows, "x", "y").values == (0.5, -0.5)
+    assert cm.difference_units(rows, "x", "z") is None
+    shift = cm.shift_units(rows, "x")
+    assert shift.mean == 0.3 and shift.se == pytest.approx(0.1)
+    assert cm.shift_units(rows, "y") is None
+
+
+def test_measure_gives_per_task_and_pooled_verdicts():
+    def world(gap):
+        # spo's runs beat dpo's by `gap` on both prompts at the same KLs; the others are not run
+        return {"dpo@0.1": run(1.0, [[0.4], [0.5]], shift=-0.2, shift_ci=[-0.3, -0.1]),
+                "spo@1": run(1.0, [[0.4 + gap], [0.5 + gap]])}
+
+    by_task = {"t1": {0: world(0.1), 1: world(0.2)}, "t2": {0: world(-0.1)}}
+    cs = cm.measure(by_task, lambda m: {"dpo": "dpo@0.1"}.get(m, m), "30%", n_boot=500)
+    by_name = {c.measure.split(" at ")[0]: c for c in cs}
+    spo = by_name["gold reward gap SPO − DPO"]
+    assert spo.estimate("t1").mean == pytest.approx(0.15) and spo.verdict("t1") == "yes"
+    assert spo.estimate("t2").mean == pytest.approx(-0.1) and spo.verdict("t2") == "no"
+    assert spo.estimate().mean == pytest.approx((0.15 - 0.1) / 2) and spo.verdict() == "inconclusive"
+    dpo_shift = next(c for c in cs if c.claim == "... while DPO lowers it")
+    assert dpo_shift.verdict("t1") == "yes"
+    every = cs[-1]  # composite: spo fails on t2, the other gaps are not measured
+    assert every.verdict("t2") == "no" and every.verdict("t1") == "inconclusive"
+    assert every.estimate("t2").mean == pytest.approx(-0.1)
+    table = cm.pooled_table(cs, ["t1", "t2"]).splitlines()
+    assert table[0].endswith("| holds, t1 | holds, t2 |") and len(table) == 2 + len(cs)
+
+
+def test_tuning_grid_gives_every_row_the_same_budget():
+    jobs = claims.tune_jobs(1000)
+    per_row = {}
+    for row, lr, beta, job in jobs:
+        per_row.setdefault(row, set()).add((lr, beta))
+        assert job.spec.learning_rate == lr and job.spec.objective_args["beta"] == beta
+    assert set(per_row) == {*ROWS, *claims.DRO_OFFSETS} - {"dro"}
+    assert {len(v) for v in per_row.values()} == {len(claims.TUNE_LRS) * len(claims.BETA_MULTIPLIERS)}
+    dpo_betas = sorted({b for _, b in per_row["dpo"]})
+    assert dpo_betas == [0.0333, 0.1, 0.3]
+    noisy = {job.name: job for row, *_, job in jobs if row == "drdo_noisy"}
+    assert all(j.data == claims.NOISY_DATA and j.spec.objective_args["order_by"] == "position" for j in noisy.values())
+    assert claims.default_dro_offset() in claims.DRO_OFFSETS
+
+
+def test_claims_jobs_use_the_tuned_settings():
+    tuned = {r: {"learning_rate": 1e-4, "beta": 0.3} for r in ROWS}
+    tuned["spo"] = {"learning_rate": 3e-5, "beta": 3.0}
+    jobs = {job.name: job for job in claims.seed_jobs(0, tuned)}
+    assert {"spo@1", "spo@3", "spo@9"} <= set(jobs) and jobs["spo@9"].spec.learning_rate == 3e-5
+    for method in claims.SWEEP:
+        assert len([n for n in jobs if n.startswith(method + "@")]) == 3
+    assert jobs["drdo_noisy"].data == claims.NOISY_DATA and jobs["una_binary_bce"].data is None
+    with pytest.raises(SystemExit, match="--tune"):
+        claims.seed_jobs(0, {})
+
+
+def test_claims_take_tasks_and_seed_lists():
+    assert claims.seed_list("3", 0) == [0, 1, 2] and claims.seed_list("3", 1000) == [1000, 1001, 1002]
+    assert claims.seed_list("0,4", 0) == [0, 4] and claims.seed_list("7,", 0) == [7]
+    with pytest.raises(Exception, match="one seed: '1000,'"):
+        claims.seed_list("1000", 0)
+    assert claims.task_folder(REVERSE) == "examples_tasks_reverse.py_ReverseTask"
+    cfg = claims.seed_config(2, Path("w"), True, REVERSE)
+    assert cfg.task == REVERSE and cfg.output == str(Path("w") / "examples_tasks_reverse.py_ReverseTask" / "seed2")
+
+
+def test_claims_stages_table():
+    stats = {"data": {"demonstration_gold_mean": 0.6, "random_gold_mean": 0.1},
+             "sft": {"heldout_gold": 0.48, "steps": 900, "best_step": 600},
+             "reward_model": {"heldout_accuracy": 0.7, "steps": 120}, "annotation": {"heldout_rm_gold_agreement": 0.8}}
+    lines = claims.stages_table({("sort", 1): stats, ("arithmetic", 0): stats}).splitlines()
+    assert lines[2] == "| arithmetic | 0 | 0.480 | 0.600 | 0.100 | 0.80 | 900 (600) | 0.700 | 0.800 | 120 |"
+    assert lines[3].startswith("| sort | 1 |") and len(lines) == 4
+
+
+def test_prompt_rewards_reads_samples(tmp_path):
+    path = tmp_path / "samples.jsonl"
+    path.write_text('{"prompt_index": 1, "sample_index": 0, "reward": 0.5}\n'
+                    '{"prompt_index": 0, "sample_index": 1, "reward": 1.0}\n')
+    rewards = claims.prompt_rewards(path)
+    assert rewards[0][1] == 1.0 and rewards[1][0] == 0.5 and math.isnan(rewards[0][0])
+    assert set(METHODS) >= set(claims.TUNED)
