@@ -442,16 +442,19 @@ def tune(tasks: Sequence[str], seeds: Sequence[int], work: Path, quick: bool, wo
     def mean(cell: dict[str, list[dict[str, Any]]], key: str) -> float:
         return statistics.mean(statistics.mean(e[key] for e in evs) for evs in cell.values())
 
-    best, lines = {}, ["| row | best lr | best β | gold | KL | no EOS | worst cell of the grid: gold (lr, β) |",
-                       "|---|---|---|---|---|---|---|"]
+    best, lines = {}, ["| row | best lr | best β | gold | KL | no EOS | grid: mean gold | grid: worst gold (lr, β) | "
+                       "grid: most samples without EOS (lr, β) |", "|---|---|---|---|---|---|---|---|---|"]
     for row, cells in results.items():
         (lr, beta), cell = max(cells.items(), key=lambda kv: mean(kv[1], "reward_mean"))
         worst_key, worst = min(cells.items(), key=lambda kv: mean(kv[1], "reward_mean"))
+        eos_key, eos = max(cells.items(), key=lambda kv: mean(kv[1], "eos_missing_fraction"))
         best[row] = {"learning_rate": lr, "beta": beta, "reward_mean": mean(cell, "reward_mean"),
                      "kl": mean(cell, "kl"), "eos_missing_fraction": mean(cell, "eos_missing_fraction")}
+        grid_mean = statistics.mean(mean(c, "reward_mean") for c in cells.values())
         lines.append(f"| {row} | {lr:g} | {beta:g} | {best[row]['reward_mean']:.3f} | {best[row]['kl']:.2f} | "
-                     f"{best[row]['eos_missing_fraction']:.2f} | {mean(worst, 'reward_mean'):.3f} "
-                     f"({worst_key[0]:g}, {worst_key[1]:g}) |")
+                     f"{best[row]['eos_missing_fraction']:.2f} | {grid_mean:.3f} | {mean(worst, 'reward_mean'):.3f} "
+                     f"({worst_key[0]:g}, {worst_key[1]:g}) | {mean(eos, 'eos_missing_fraction'):.2f} "
+                     f"({eos_key[0]:g}, {eos_key[1]:g}) |")
     best["dro"] = best[default_dro_offset()]
     grid = {row: [{"learning_rate": lr, "beta": beta, "reward_mean": mean(c, "reward_mean"), "kl": mean(c, "kl"),
                    "eos_missing_fraction": mean(c, "eos_missing_fraction")} for (lr, beta), c in cells.items()]

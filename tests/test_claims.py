@@ -128,3 +128,42 @@ def test_prompt_rewards_reads_samples(tmp_path):
     rewards = claims.prompt_rewards(path)
     assert rewards[0][1] == 1.0 and rewards[1][0] == 0.5 and math.isnan(rewards[0][0])
     assert set(METHODS) >= set(claims.TUNED)
+
+
+def test_demo_seeds_table_is_mean_and_std_over_seeds():
+    import demo_seeds
+
+    def result(gold, win, sft_gold):
+        return {"stats": {"sft": {"heldout_gold": sft_gold}, "data": {"demonstration_gold_mean": 0.6,
+                                                                      "random_gold_mean": 0.2},
+                          "annotation": {"heldout_rm_gold_agreement": 0.7}},
+                "rows": [{"name": "sft", "eval": {"reward_mean": 0.5, "kl": 0.0}},
+                         {"name": "dpo", "eval": {"reward_mean": gold, "win_rate": win, "kl": 1.0,
+                                                  "eos_missing_fraction": 0.0, "chosen_logp_shift": 0.1}}]}
+
+    lines = demo_seeds.table([result(0.5, 0.6, 0.4), result(0.7, 0.8, 0.6)]).splitlines()
+    # gold 0.5 and 0.7: mean 0.6, sample std 0.1414
+    assert lines[3] == "| dpo | 0.600 ± 0.141 | 0.700 ± 0.141 | 1.00 ± 0.00 | 0.00 ± 0.00 | 0.10 ± 0.00 |"
+    assert lines[2].startswith("| sft | 0.500 ± 0.000 | – |")
+    assert "SFT gold 0.500 ± 0.141" in demo_seeds.stages_line([result(0.5, 0.6, 0.4), result(0.7, 0.8, 0.6)])
+
+
+def test_tune_picks_the_best_cell_averaged_over_tasks(monkeypatch, tmp_path):
+    def fake_worlds(pool, tasks, seeds, *args):
+        return {(t, s): (None, None, None, None) for t in tasks for s in seeds}, {}
+
+    def fake_run(cfg, world, baseline, job):
+        lr, beta = job.spec.learning_rate, job.spec.objective_args["beta"]
+        # gold peaks at lr 1e-4; beta matters only for DPO (smaller is better), the tasks differ by a constant
+        gold = 0.5 - abs(math.log10(lr) + 4) / 10 - (beta if job.spec.objective == "dpo" else 0.0)
+        gold += 0.1 if job.seed == 1001 else 0.0
+        return {"eval": {"reward_mean": gold, "kl": 1.0, "eos_missing_fraction": 0.0}}
+
+    monkeypatch.setattr(claims, "prepare_worlds", fake_worlds)
+    monkeypatch.setattr(claims, "_run_job", fake_run)
+    result = claims.tune(["a", "b"], [1000, 1001], tmp_path, True, workers=1, log=lambda _m: None)
+    assert result["best"]["dpo"]["learning_rate"] == 1e-4 and result["best"]["dpo"]["beta"] == 0.0333
+    assert result["best"]["dpo"]["reward_mean"] == pytest.approx(0.5 - 0.0333 + 0.05)
+    assert result["best"]["dro"] == result["best"][claims.default_dro_offset()]
+    assert len(result["grid"]["spo"]) == len(claims.TUNE_LRS) * len(claims.BETA_MULTIPLIERS)
+    assert "| dpo | 0.0001 | 0.0333 |" in result["table"]

@@ -129,7 +129,8 @@ def test_demo_config_errors(capsys):
 
 def test_quick_preset_and_overrides():
     cfg = demo_config({"quick": True, "align_steps": 7})
-    assert cfg.align_steps == 7 and cfg.sft_steps < demo_config({}).sft_steps
+    default = demo_config({})
+    assert cfg.align_steps == 7 and cfg.prompts < default.prompts and cfg.eval_prompts < default.eval_prompts
     spec = demo_config({"method_args": {"dpo": {"learning_rate": 0.5, "objective_args": {"beta": 0.2}}}}).method("dpo")
     assert spec.learning_rate == 0.5 and spec.objective_args["beta"] == 0.2
     assert set(DEFAULT_METHODS) <= set(METHODS)

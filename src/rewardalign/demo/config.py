@@ -148,16 +148,14 @@ class DemoConfig:
             objective_args={**spec.objective_args, **over.get("objective_args", {})})
 
 
-QUICK: dict[str, Any] = {
-    "sft_steps": 1000, "sft_learning_rate": 3e-3, "prompts": 512, "align_steps": 40, "eval_prompts": 64,
-    "eval_samples": 2,
-}
-"""What ``--quick`` changes: a smaller run (a lower cap on SFT steps, fewer prompts, steps and evaluation samples).
-Measured on tuning seed 1000 (``python benchmarks/claims.py --stages --quick``): with 1000 SFT steps at the default
-learning rate 1e-3 the tiny model had not learned arithmetic (held-out gold 0.35 against random responses' 0.24
-and demonstrations' 0.75: the quality gate stops the demo), at 3e-3 it reaches 0.39; with 256 prompts and one
-reward-model epoch the reward model ordered only 0.48 (keyword) and 0.55 (reverse) of held-out pairs as the gold
-reward does, so the quick run keeps the default cap of 3 epochs (early-stopped) on 512 prompts."""
+QUICK: dict[str, Any] = {"prompts": 512, "align_steps": 40, "eval_prompts": 64, "eval_samples": 2}
+"""What ``--quick`` changes: a smaller run (fewer preference prompts, alignment steps and evaluation samples); the
+stages that must learn keep the defaults' caps (SFT 2000 steps, reward model 3 epochs, both early-stopped).
+Measured on tuning seed 1000 (``python benchmarks/claims.py --stages --quick``): with SFT capped at 1000 steps the
+tiny model had not learned arithmetic (held-out gold 0.35 against random responses' 0.24 and demonstrations'
+0.75: the quality gate stops the demo; a learning rate of 3e-3 instead of 1e-3 gave arithmetic 0.41 but sort 0.45
+instead of 0.65); with 256 prompts and one reward-model epoch the reward model ordered only 0.48 (keyword) of
+held-out pairs as the gold reward does."""
 
 
 def demo_config(raw: dict[str, Any] | None = None) -> DemoConfig:

@@ -1,0 +1,107 @@
+"""``rewardalign demo`` on several seeds (and tasks): each figure of its table as mean ± standard deviation over
+seeds, with the stages' quality beside it; the README's demo figures come from here.
+
+    python benchmarks/demo_seeds.py [--tasks arithmetic] [--seeds 3] [--quick] [--workers 2] [--work runs/demo_seeds]
+
+Each (task, seed) is one ``run_demo`` call into ``<work>/<task>/seed<N>`` (so its stages are cached there, the same
+folders ``benchmarks/claims.py --work`` uses: a world built by one is reused by the other). A seed whose stages
+did not learn (the demo's quality gates) is counted and named, and left out of the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as futures
+import multiprocessing
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from claims import seed_list, task_folder
+
+from rewardalign.demo.pipeline import run_demo
+from rewardalign.runs import write_json, write_text
+
+
+def one(task: str, seed: int, work: str, quick: bool) -> dict[str, Any]:
+    out = Path(work) / task_folder(task) / f"seed{seed}"
+    return run_demo({"task": task, "seed": seed, "quick": quick, "output": str(out), "verbose": False,
+                     "plots": False}, command=f"rewardalign demo --task {task} --seed {seed}"
+                                              + (" --quick" if quick else ""))
+
+
+def ms(values: list[float | None], digits: int = 3) -> str:
+    vals = [v for v in values if isinstance(v, (int, float))]
+    if not vals:
+        return "–"
+    if len(vals) == 1:
+        return f"{vals[0]:.{digits}f}"
+    return f"{statistics.mean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
+
+
+def stages_line(results: list[dict[str, Any]]) -> str:
+    """SFT, demonstrations, random responses and the RM's held-out gold agreement, mean ± std over seeds."""
+    def get(path: tuple[str, str]) -> list[float]:
+        return [r["stats"].get(path[0], {}).get(path[1]) for r in results]
+
+    return (f"SFT gold {ms(get(('sft', 'heldout_gold')))}, demonstrations {ms(get(('data', 'demonstration_gold_mean')))}"
+            f", random responses {ms(get(('data', 'random_gold_mean')))}; reward model orders "
+            f"{ms(get(('annotation', 'heldout_rm_gold_agreement')))} of held-out pairs as the gold reward")
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """One row per policy: gold reward, win rate against SFT, KL, samples without EOS, Δ log p chosen."""
+    names = [row["name"] for row in results[0]["rows"]]
+    lines = ["| policy | gold reward | win rate vs SFT | KL(π‖SFT) | no EOS | Δ log p chosen |",
+             "|---|---|---|---|---|---|"]
+    for name in names:
+        evs = [next(r["eval"] for r in res["rows"] if r["name"] == name) for res in results]
+        lines.append(f"| {name} | {ms([e.get('reward_mean') for e in evs])} | {ms([e.get('win_rate') for e in evs])} | "
+                     f"{ms([e.get('kl') for e in evs], 2)} | {ms([e.get('eos_missing_fraction') for e in evs], 2)} | "
+                     f"{ms([e.get('chosen_logp_shift') for e in evs], 2)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", default="arithmetic", help="gym tasks, comma-separated (names or specs)")
+    parser.add_argument("--seeds", default="3", help="a count (0, 1, ...) or a list 0,1,2 (default 3)")
+    parser.add_argument("--quick", action="store_true", help="the demo's --quick sizes")
+    parser.add_argument("--workers", type=int, default=2, help="processes, one torch thread each (default 2)")
+    parser.add_argument("--work", default="runs/demo_seeds", help="work folder (the demos' output folders)")
+    args = parser.parse_args(argv)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    seeds = seed_list(args.seeds, 0)
+    start = time.perf_counter()
+    ctx = multiprocessing.get_context("spawn")
+    with futures.ProcessPoolExecutor(max(1, args.workers), mp_context=ctx) as pool:
+        pending = {(t, s): pool.submit(one, t, s, args.work, args.quick) for t in tasks for s in seeds}
+        done = {key: f.result() for key, f in pending.items()}
+    command = "python benchmarks/demo_seeds.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None
+                                                                                       else sys.argv[1:]))
+    md = [f"`{command.strip()}`: {time.perf_counter() - start:.0f} s, {args.workers} worker(s) × 1 torch thread, "
+          f"{platform.machine()}, {os.cpu_count()} CPU cores", ""]
+    for task in tasks:
+        ok = [done[(task, s)] for s in seeds if not done[(task, s)]["stopped"]]
+        stopped = [f"seed {s}: {'; '.join(done[(task, s)]['stopped'])}" for s in seeds if done[(task, s)]["stopped"]]
+        md += [f"## `{task}`: {len(ok)} of {len(seeds)} seeds passed the quality gates", ""]
+        md += [f"- stopped, {line}" for line in stopped]
+        if ok:
+            md += [f"- stages (mean ± std over seeds): {stages_line(ok)}", "", table(ok)]
+        md.append("")
+    text = "\n".join(md)
+    work = Path(args.work)
+    write_text(work / "demo_seeds.md", text)
+    write_json(work / "demo_seeds.json", {"command": command.strip(), "results": {
+        f"{t} seed {s}": {"stopped": r["stopped"], "stats": r["stats"], "rows": r["rows"]} for (t, s), r in done.items()}})
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
