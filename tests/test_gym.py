@@ -363,6 +363,7 @@ def test_prompt_and_response_are_short_under_a_tiny_tokenizer(name):
 
 ROOT = Path(__file__).resolve().parents[1]
 REVERSE = str(ROOT / "examples" / "tasks" / "reverse.py") + ":ReverseTask"
+COUNT = str(ROOT / "examples" / "tasks" / "count.py") + ":CountTask"
 UNDOCUMENTED = '''
 from rewardalign.gym import Task
 
@@ -426,6 +427,24 @@ def test_reverse_demonstrations_have_the_stated_noise():
         total += min(len(gold), len(demo))
     assert replaced / total == pytest.approx(0.35, abs=0.02)
     assert longer / len(rows) == pytest.approx(0.15, abs=0.02) and shorter / len(rows) == pytest.approx(0.15, abs=0.02)
+
+
+def test_count_example_task_hand_cases():
+    task = get_task(COUNT)
+    prompt = "count from 3 to 7 :"
+    assert task.best_response(prompt) == " 3 4 5 6 7 ." and task.gold_reward(prompt, " 3 4 5 6 7 .") == 1.0
+    assert task.gold_reward(prompt, " 3 4 5 6 7") == 0.75  # no period: the style facet only
+    assert task.gold_reward(prompt, " 3 4 9 6 7 .") == pytest.approx(0.75 * 4 / 5 + 0.25)  # one number wrong
+    assert task.gold_reward(prompt, " 3 4 5 6 7 8") == 0.75 * 5 / 6  # one extra number
+    assert task.gold_reward(prompt, " 3 4 5 6 7 . more") == 0.75 * 5 / 7  # text after the period: items
+    assert task.gold_reward(prompt, " .") == 0.0 and task.gold_reward(prompt, "") == 0.0
+    with pytest.raises(ValueError, match="prompt"):
+        task.gold_reward("count from 7 to 3 :", " 7")
+    rows = make_sft_data(task, 3000, seed=1)
+    styled = sum(row["response"].endswith(" .") for row in rows) / len(rows)
+    assert styled == pytest.approx(0.5, abs=0.03)
+    right = [task.facets(row["prompt"], row["response"])["positions"] for row in rows]
+    assert 0.6 < statistics.mean(right) < 0.9  # 20% of the numbers replaced, 30% one too many or too few
 
 
 def test_random_response_is_a_demonstration_of_another_prompt():

@@ -30,8 +30,9 @@ class MethodSpec:
 
 
 # Learning rates: for each method the best of the grid {1e-5, 3e-5, 1e-4, 3e-4, 1e-3} by held-out gold reward
-# averaged over the tuning seeds 1000, 1001 and 1002 (`python benchmarks/claims.py --tune`), every method with the
-# same steps, batch size and default beta; the demo and the claims run other seeds (0, 1, 2, ...).
+# averaged over the tuning seeds 1000, 1001 and 1002 of arithmetic at the demo's default sizes (an earlier version of
+# `benchmarks/claims.py --tune`), every method with the same steps, batch size and default beta; the demo runs
+# other seeds (0, 1, 2, ...). The claims benchmark reads its own tuned settings (tune.json), not these.
 METHODS: dict[str, MethodSpec] = {
     "dro": MethodSpec("dro", "rewards", 1e-4, {}, "000/001 DRO: point-wise reward distillation"),
     "drdo": MethodSpec("drdo", "rewards", 3e-5, {}, "002 DRDO: reward differences + focal preference"),
