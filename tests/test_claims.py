@@ -81,13 +81,13 @@ def test_tuning_grid_gives_every_row_the_same_budget():
     for row, lr, beta, job in jobs:
         per_row.setdefault(row, set()).add((lr, beta))
         assert job.spec.learning_rate == lr and job.spec.objective_args["beta"] == beta
-    assert set(per_row) == {*ROWS, *claims.DRO_OFFSETS} - {"dro"}
+    assert set(per_row) == {*ROWS, *claims.DRO_OFFSETS}
+    assert all(j.spec.objective_args["prompt_normalization"] for r, *_, j in jobs if r in claims.DRO_OFFSETS)
     assert {len(v) for v in per_row.values()} == {len(claims.TUNE_LRS) * len(claims.BETA_MULTIPLIERS)}
     dpo_betas = sorted({b for _, b in per_row["dpo"]})
     assert dpo_betas == [0.0333, 0.1, 0.3]
     noisy = {job.name: job for row, *_, job in jobs if row == "drdo_noisy"}
     assert all(j.data == claims.NOISY_DATA and j.spec.objective_args["order_by"] == "position" for j in noisy.values())
-    assert claims.default_dro_offset() in claims.DRO_OFFSETS
 
 
 def test_claims_jobs_use_the_tuned_settings():
@@ -164,6 +164,5 @@ def test_tune_picks_the_best_cell_averaged_over_tasks(monkeypatch, tmp_path):
     result = claims.tune(["a", "b"], [1000, 1001], tmp_path, True, workers=1, log=lambda _m: None)
     assert result["best"]["dpo"]["learning_rate"] == 1e-4 and result["best"]["dpo"]["beta"] == 0.0333
     assert result["best"]["dpo"]["reward_mean"] == pytest.approx(0.5 - 0.0333 + 0.05)
-    assert result["best"]["dro"] == result["best"][claims.default_dro_offset()]
     assert len(result["grid"]["spo"]) == len(claims.TUNE_LRS) * len(claims.BETA_MULTIPLIERS)
     assert "| dpo | 0.0001 | 0.0333 |" in result["table"]

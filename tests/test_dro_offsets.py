@@ -39,7 +39,7 @@ def test_group_mean_baseline_by_hand():
     expected_z0 = ((0.4**2 + 1.3**2) / 2 + ((-2.5) ** 2 + 1.5**2 + 0.5**2) / 3) / 2
     assert dro_loss(rewards, rho, mask, baseline="group_mean", z0=0.5) == pytest.approx(expected_z0)
     # without a baseline the padded reward 0.0 of group 1 plays no part either way
-    assert dro_loss(rewards, rho, mask) == pytest.approx(((2.9**2 + 1.2**2) / 2 + (0 + 16 + 4) / 3) / 2)
+    assert dro_loss(rewards, rho, mask, baseline="none") == pytest.approx(((2.9**2 + 1.2**2) / 2 + (0 + 16 + 4) / 3) / 2)
 
 
 def test_a_single_response_has_a_zero_target_under_the_group_baseline():

@@ -39,7 +39,7 @@ def test_spo_without_rewards_is_dpo():
 @pytest.mark.parametrize("k", [1, 2, 4])
 def test_dro_without_prompt_normalization_is_una_reward_mse(k):
     inputs = random_batch(k=k)
-    dro = loss("dro", inputs, beta=0.2, z0=0.0, prompt_normalization=False)
+    dro = loss("dro", inputs, beta=0.2, z0=0.0, prompt_normalization=False, baseline="none")
     torch.testing.assert_close(dro, loss("una_reward_mse", inputs, beta=0.2))
 
 

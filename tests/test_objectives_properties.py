@@ -249,13 +249,13 @@ def test_dro_pulls_each_implicit_reward_toward_its_target_from_both_sides():
         policy_logps=policy, ref_logps=torch.tensor([[-10.0, -10.0]]), mask=torch.ones(1, 2, dtype=torch.bool),
         rewards=torch.tensor([[0.5, 0.5]]),
     )
-    compute_objective("dro", inputs, prompt_normalization=False)[0].backward()
+    compute_objective("dro", inputs, prompt_normalization=False, baseline="none")[0].backward()
     above, below = policy.grad[0].tolist()
     assert above > 0 > below
     # the prompt term moves the target: a prompt the policy finds likelier than the reference lowers it
     policy.grad = None
     inputs.prompt_policy_logps, inputs.prompt_ref_logps = torch.tensor([0.0]), torch.tensor([-20.0])
-    compute_objective("dro", inputs)[0].backward()
+    compute_objective("dro", inputs, prompt_normalization=True, baseline="none")[0].backward()
     assert policy.grad[0, 1] > 0  # target 0.5 - 0.1 * 20 = -1.5 < -1.0: now pushed down as well
 
 

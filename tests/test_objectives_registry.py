@@ -42,7 +42,7 @@ def test_default_hyperparameters():
     }
     assert validate_hparams("simpo")["beta"] == 2.0 and validate_hparams("simpo")["gamma"] == 0.5
     assert validate_hparams("spo")["beta"] == 1.0 and validate_hparams("spo")["alpha"] == 1.0
-    assert validate_hparams("dro") == {"beta": 0.1, "z0": 0.0, "prompt_normalization": True, "baseline": "none",
+    assert validate_hparams("dro") == {"beta": 0.1, "z0": 0.0, "prompt_normalization": False, "baseline": "group_mean",
                                        "nll_weight": 0.0}
     assert validate_hparams("drdo")["alpha"] == 0.1 and validate_hparams("drdo")["gamma"] == 2.0
     assert validate_hparams("dpop")["lam"] == 50.0
@@ -97,8 +97,8 @@ def test_needs_are_declared_before_training():
     assert get_objective("una_score_mse").needs.scores
     assert get_objective("edpo").needs.ensemble and not get_objective("rpo").needs.ensemble
     dro = get_objective("dro")
-    assert dro.needs.prompt_logps and dro.requirements().prompt_logps
-    assert not dro.requirements({"prompt_normalization": False}).prompt_logps
+    assert dro.needs.prompt_logps and dro.requirements({"prompt_normalization": True}).prompt_logps
+    assert not dro.requirements().prompt_logps  # the default: no prompt term
     assert get_objective("spo").requirements().min_k == 2
 
 
@@ -140,7 +140,7 @@ def test_drdo_without_rewards():
 
 STRUCTURAL = [
     ("dpo", ObjectiveInputs(policy_logps=torch.zeros(1, 2), mask=torch.ones(1, 2)), "missing input ref_logps"),
-    ("dro", pair(rewards=torch.tensor([[1.0, 0.0]])), "missing input prompt_policy_logps, prompt_ref_logps"),
+    ("dro", pair(), "missing input rewards"),
     ("kto", pair(), "missing input labels"),
     ("rpo", pair(rewards=torch.zeros(3, 1, 2)), "ensemble of 3 models"),
 ]

@@ -238,24 +238,30 @@ def test_edpo_max_and_mean_over_models():
 # ----------------------------------------------------------------------------------------------- DRO / UNA
 
 
+PAPER_DRO = {"prompt_normalization": True, "baseline": "none"}
+"""DRO as 001's Algorithm 1 writes it (the defaults drop the prompt term and subtract the group's mean reward)."""
+
+
 def test_dro_with_prompt_normalization_and_offset():
     # prompt term 0.1 * (-10 - (-12)) = 0.2, z0 = 0.3: targets r - 0.5 = [0.5, -0.5]; beta*rho = [0.05, -0.05]
     inputs = batch(**PAIR, rewards=[[1.0, 0.0]], prompt_policy_logps=[-10.0], prompt_ref_logps=[-12.0])
-    assert loss("dro", inputs, z0=0.3) == pytest.approx(0.45**2)
+    assert loss("dro", inputs, z0=0.3, **PAPER_DRO) == pytest.approx(0.45**2)
     # without prompt normalisation: targets [0.7, -0.3] -> ((0.65)^2 + (0.25)^2) / 2
     expected = (0.65**2 + 0.25**2) / 2
-    assert loss("dro", inputs, z0=0.3, prompt_normalization=False) == pytest.approx(expected)
+    assert loss("dro", inputs, z0=0.3, prompt_normalization=False, baseline="none") == pytest.approx(expected)
+    # the defaults: no prompt term, the group's mean reward 0.5 subtracted: targets [0.5, -0.5] -> (0.45)^2
+    assert loss("dro", inputs) == pytest.approx(0.45**2)
 
 
 def test_dro_single_responses_and_group_of_four():
     # K = 1 groups: (r - beta*rho)^2 each, batch mean over groups
     singles = batch(policy=[[2.0], [0.0]], ref=[[0.0], [0.0]], rewards=[[1.0], [-1.0]],
                     prompt_policy_logps=[0.0, 0.0], prompt_ref_logps=[0.0, 0.0])
-    assert loss("dro", singles) == pytest.approx(((1 - 0.2) ** 2 + 1.0) / 2)
+    assert loss("dro", singles, **PAPER_DRO) == pytest.approx(((1 - 0.2) ** 2 + 1.0) / 2)
     # K = 4: mean over the group of (r_k - 0.1 * rho_k)^2
     group = batch(**GROUP4, prompt_policy_logps=[0.0], prompt_ref_logps=[0.0])
     expected = sum((r - 0.1 * p) ** 2 for r, p in zip([3, 1, 2, 0], [1, 0, -1, 2])) / 4
-    assert loss("dro", group) == pytest.approx(expected)
+    assert loss("dro", group, **PAPER_DRO) == pytest.approx(expected)
 
 
 def test_una_reward_mse():
@@ -445,7 +451,7 @@ def test_mean_metrics_averages_steps_and_skips_nan():
 def test_target_mse_metric():
     # dro: mean over groups of the mean squared error to the targets = the loss here
     inputs = batch(**PAIR, rewards=[[1.0, 0.0]], prompt_policy_logps=[0.0], prompt_ref_logps=[0.0])
-    value, metrics = compute_objective("dro", inputs)
+    value, metrics = compute_objective("dro", inputs, **PAPER_DRO)
     assert metrics["rewards/target_mse"].item() == pytest.approx((0.95**2 + 0.05**2) / 2)
     assert metrics["rewards/target_mse"].item() == pytest.approx(value.item())
 

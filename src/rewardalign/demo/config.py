@@ -34,7 +34,8 @@ class MethodSpec:
 # `benchmarks/claims.py --tune`), every method with the same steps, batch size and default beta; the demo runs
 # other seeds (0, 1, 2, ...). The claims benchmark reads its own tuned settings (tune.json), not these.
 METHODS: dict[str, MethodSpec] = {
-    "dro": MethodSpec("dro", "rewards", 1e-4, {}, "000/001 DRO: point-wise reward distillation"),
+    "dro": MethodSpec("dro", "rewards", 1e-4, {"baseline": "group_mean", "prompt_normalization": False},
+                      "000/001 DRO: point-wise reward distillation"),
     "drdo": MethodSpec("drdo", "rewards", 3e-5, {}, "002 DRDO: reward differences + focal preference"),
     "una_score_mse": MethodSpec("una_score_mse", "scores", 3e-4, {}, "003 UNA on scores"),
     "una_binary_bce": MethodSpec("una_binary_bce", "labels", 3e-5, {}, "003 UNA on binary labels"),

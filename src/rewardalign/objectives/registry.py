@@ -347,7 +347,7 @@ OBJECTIVES: Mapping[str, Objective] = {
         _objective(
             "dro", pointwise.dro, _DRO, _dro_needs,
             beta=_positive(0.1), z0=Param(0.0, float, "a real number or 'auto'", auto=True),
-            prompt_normalization=_flag(True), baseline=_choice("none", ("none", "group_mean")),
+            prompt_normalization=_flag(False), baseline=_choice("group_mean", ("none", "group_mean")),
         ),
         _objective(
             "drdo", drdo.drdo, Needs(reference=False, rewards=True, min_k=2),
