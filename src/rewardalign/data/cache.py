@@ -3,8 +3,9 @@
 An entry is a folder ``<root>/<key>/`` holding ``meta.json`` and its Arrow files (:mod:`rewardalign.data.
 pipeline`); its last use is the modification time of ``meta.json``, which every cache hit refreshes
 (:func:`touch`). :func:`prune` removes whole entries, least recently used first, until the cache fits
-``max_bytes`` (and every entry unused for ``older_than`` seconds), each under the entry's file lock so that a run
-reading it is never cut short, and never the entries of ``keep``. After every new entry the pipeline prunes to
+``max_bytes`` (and every entry unused for ``older_than`` seconds), never the entries of ``keep``, each under the
+entry's file lock so that none is removed while a run builds or opens it (a run that has it open keeps reading:
+removed memory-mapped files stay readable on POSIX systems). After every new entry the pipeline prunes to
 :func:`default_max_bytes`: ``$REWARDALIGN_CACHE_MAX_GB`` (default 20 GB; 0 turns pruning off).
 """
 
