@@ -11,7 +11,7 @@ mean training reward ``z0: auto``, the group's mean reward ``baseline: group_mea
 (``--steps``, default 200 steps of 8 groups) and each learning rate, at the default beta, on the worlds of
 ``benchmarks/claims.py`` (tuning seeds by default: the default is chosen where nothing is measured), each with and
 without the prompt term of 001 Algorithm 1 (``prompt_normalization``), and prints gold reward, KL and the share of
-samples without EOS, per task and averaged.
+samples without EOS, per task and averaged; RPO (the other objective that collapsed) at its defaults beside them.
 """
 
 from __future__ import annotations
@@ -31,12 +31,16 @@ from rewardalign.runs import write_text
 VARIANTS = {**claims.DRO_OFFSETS, **{f"{name} no prompt term": args | {"prompt_normalization": False}
                                      for name, args in claims.DRO_OFFSETS.items()}}
 """Each offset with and without the prompt term of 001 Algorithm 1 (``prompt_normalization``)."""
+OTHERS = {"rpo": {}}
+"""The other objective that collapsed at the demo's earlier defaults, at its defaults (Fisch 2024 distillation)."""
 
 
 def one(task: str, seed: int, work: str, quick: bool, variant: str, lr: float, steps: int) -> dict[str, Any]:
     cfg, world, baseline, _ = claims._prepare_seed(seed, work, quick, task)
     cfg = dataclasses.replace(cfg, align_steps=steps)
-    spec = dataclasses.replace(METHODS["dro"], learning_rate=lr, objective_args=dict(VARIANTS[variant]))
+    method = variant if variant in OTHERS else "dro"
+    args = OTHERS[variant] if variant in OTHERS else VARIANTS[variant]
+    spec = dataclasses.replace(METHODS[method], learning_rate=lr, objective_args=dict(args))
     job = claims.Job(seed, f"offset_{variant.replace(' ', '_')}@lr{lr:g}_steps{steps}", spec)
     return claims._run_job(cfg, world, baseline, job)["eval"]
 
@@ -54,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     tasks = [t for t in args.tasks.split(",") if t]
     seeds = claims.seed_list(args.seeds, 1000)
     lrs = [float(x) for x in args.lrs.split(",") if x]
-    cells = [(t, s, v, lr) for t in tasks for s in seeds for v in VARIANTS for lr in lrs]
+    cells = [(t, s, v, lr) for t in tasks for s in seeds for v in [*VARIANTS, *OTHERS] for lr in lrs]
     with claims._pool(args.workers) as pool:
         pending = {c: pool.submit(one, c[0], c[1], args.work, args.quick, c[2], c[3], args.steps) for c in cells}
         done = {c: f.result() for c, f in pending.items()}
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
              f"beta 0.1, {args.steps} steps x 8 groups, seeds {seeds}", "",
              "| offset | lr | " + " | ".join(f"{claims.task_folder(t)}: gold, KL, no EOS" for t in tasks)
              + " | mean gold | worst no EOS |", "|---|---|" + "---|" * (len(tasks) + 2)]
-    for v in VARIANTS:
+    for v in [*VARIANTS, *OTHERS]:
         for lr in lrs:
             evs = {t: [done[(t, s, v, lr)] for s in seeds] for t in tasks}
             cell = [f"{statistics.mean(e['reward_mean'] for e in evs[t]):.3f}, "
