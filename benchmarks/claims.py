@@ -1,8 +1,8 @@
 """The papers' qualitative claims, measured on several gym tasks and seeds: for each claim an estimate with a 95%
 interval paired on prompts, a verdict per task and pooled over tasks.
 
-    python benchmarks/claims.py --tune [--tasks arithmetic,sort,keyword] [--tune-seeds 1] [--quick]  # first
-    python benchmarks/claims.py [--tasks arithmetic,sort,keyword] [--seeds 3] [--quick] [--workers 2]
+    python benchmarks/claims.py --tune [--tasks arithmetic,sort,examples/tasks/count.py:CountTask] [--quick]  # first
+    python benchmarks/claims.py [--tasks ...] [--seeds 3] [--quick] [--workers 2]
     python benchmarks/claims.py --tasks sort,examples/tasks/reverse.py:ReverseTask --seeds 0,1,2 --quick
     python benchmarks/claims.py --stages --tasks arithmetic,sort --seeds 3  # only the worlds: did SFT and the RM learn?
 
@@ -485,9 +485,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="3", help="measured seeds: a count (0, 1, ...) or a list 0,1,2 (default 3)")
     parser.add_argument("--quick", action="store_true", help="the demo's --quick sizes")
     parser.add_argument("--work", default="runs/claims", help="work folder (cached worlds and runs)")
-    parser.add_argument("--tasks", "--task", default="arithmetic,sort,keyword",
+    parser.add_argument("--tasks", "--task", default="arithmetic,sort,examples/tasks/count.py:CountTask",
                         help="gym tasks, comma-separated: names or specs such as path/to/file.py:Class (default "
-                             "arithmetic,sort,keyword)")
+                             "arithmetic, sort and examples/tasks/count.py:CountTask: keyword's and reverse's reward "
+                             "models do not learn at the --quick sizes)")
     parser.add_argument("--workers", type=int, default=2, help="processes, one torch thread each (default 2)")
     parser.add_argument("--output", default=None, help="where to write the tables (default: --work)")
     parser.add_argument("--force", action="store_true", help="keep worlds whose SFT or reward model did not learn")
