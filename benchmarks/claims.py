@@ -63,7 +63,7 @@ import claims_measure
 
 from rewardalign.demo.config import METHODS, QUICK, DemoConfig, MethodSpec, demo_config
 from rewardalign.demo.learning import StageDidNotLearn
-from rewardalign.demo.methods import run_method, sft_baseline
+from rewardalign.demo.methods import nested_rewards, run_method, sft_baseline
 from rewardalign.demo.stages import (
     Stages,
     World,
@@ -270,15 +270,35 @@ def _run_job(cfg: DemoConfig, world: World, baseline: list[list[float]], job: Jo
 def prompt_rewards(samples: Path) -> list[list[float]]:
     """The gold reward of every sample of an evaluation's ``samples.jsonl``, nested [prompt][sample]."""
     records = [json.loads(line) for line in samples.read_text().splitlines() if line.strip()]
-    n_p = 1 + max(r["prompt_index"] for r in records)
-    n_s = 1 + max(r["sample_index"] for r in records)
-    out = [[math.nan] * n_s for _ in range(n_p)]
-    for r in records:
-        out[r["prompt_index"]][r["sample_index"]] = r["reward"]
-    return out
+    return nested_rewards(records, 1 + max(r["prompt_index"] for r in records),
+                          1 + max(r["sample_index"] for r in records))
 
 
 # ---- tables and plots ----------------------------------------------------------------------------------------
+
+
+def mean_std(values: Sequence[float | None], digits: int = 3) -> str:
+    """``mean ± std`` over the finite values (one value alone, "–" for none)."""
+    vals = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not vals:
+        return "–"
+    if len(vals) == 1:
+        return f"{vals[0]:.{digits}f}"
+    return f"{statistics.mean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
+
+
+def check_tasks(tasks: Sequence[str]) -> None:
+    """Every task spec loads here, before any worker starts (one line for a typo, not a worker's traceback)."""
+    from rewardalign.config import ConfigError
+    from rewardalign.gym import get_task
+
+    if not tasks:
+        raise SystemExit("no task given (--tasks)")
+    for task in tasks:
+        try:
+            get_task(task)
+        except ConfigError as err:
+            raise SystemExit(f"--tasks: {err}") from None
 
 
 def runs_table(by_seed: dict[int, dict[str, dict[str, Any]]]) -> str:
@@ -287,14 +307,7 @@ def runs_table(by_seed: dict[int, dict[str, dict[str, Any]]]) -> str:
     lines = ["| run | lr | gold reward | KL(π‖SFT) | no EOS | Δ log p chosen | Δ log p rejected |",
              "|---|---|---|---|---|---|---|"]
 
-    def ms(values: list[float], digits: int = 3) -> str:
-        vals = [v for v in values if v is not None and math.isfinite(v)]
-        if not vals:
-            return "–"
-        if len(vals) == 1:
-            return f"{vals[0]:.{digits}f}"
-        return f"{statistics.mean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
-
+    ms = mean_std
     for n in ["sft", *names]:
         rows = [by_seed[s][n] for s in sorted(by_seed) if n in by_seed[s]]
         ev = [r["eval"] for r in rows]
@@ -503,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/claims.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None
                                                                                    else sys.argv[1:]))
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    check_tasks(tasks)
     work = Path(args.work)
     out = Path(args.output) if args.output else work
     out.mkdir(parents=True, exist_ok=True)

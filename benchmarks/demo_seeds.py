@@ -16,13 +16,12 @@ import multiprocessing
 import os
 import platform
 import shlex
-import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from claims import seed_list, task_folder
+from claims import check_tasks, mean_std, seed_list, task_folder
 
 from rewardalign.demo.pipeline import run_demo
 from rewardalign.runs import write_json, write_text
@@ -35,23 +34,14 @@ def one(task: str, seed: int, work: str, quick: bool) -> dict[str, Any]:
                                               + (" --quick" if quick else ""))
 
 
-def ms(values: list[float | None], digits: int = 3) -> str:
-    vals = [v for v in values if isinstance(v, (int, float))]
-    if not vals:
-        return "–"
-    if len(vals) == 1:
-        return f"{vals[0]:.{digits}f}"
-    return f"{statistics.mean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
-
-
 def stages_line(results: list[dict[str, Any]]) -> str:
     """SFT, demonstrations, random responses and the RM's held-out gold agreement, mean ± std over seeds."""
     def get(path: tuple[str, str]) -> list[float]:
         return [r["stats"].get(path[0], {}).get(path[1]) for r in results]
 
-    return (f"SFT gold {ms(get(('sft', 'heldout_gold')))}, demonstrations {ms(get(('data', 'demonstration_gold_mean')))}"
-            f", random responses {ms(get(('data', 'random_gold_mean')))}; reward model orders "
-            f"{ms(get(('annotation', 'heldout_rm_gold_agreement')))} of held-out pairs as the gold reward")
+    return (f"SFT gold {mean_std(get(('sft', 'heldout_gold')))}, "
+            f"demonstrations {mean_std(get(('data', 'demonstration_gold_mean')))}, random responses {mean_std(get(('data', 'random_gold_mean')))}; reward model orders "
+            f"{mean_std(get(('annotation', 'heldout_rm_gold_agreement')))} of held-out pairs as the gold reward")
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -61,9 +51,10 @@ def table(results: list[dict[str, Any]]) -> str:
              "|---|---|---|---|---|---|"]
     for name in names:
         evs = [next(r["eval"] for r in res["rows"] if r["name"] == name) for res in results]
-        lines.append(f"| {name} | {ms([e.get('reward_mean') for e in evs])} | {ms([e.get('win_rate') for e in evs])} | "
-                     f"{ms([e.get('kl') for e in evs], 2)} | {ms([e.get('eos_missing_fraction') for e in evs], 2)} | "
-                     f"{ms([e.get('chosen_logp_shift') for e in evs], 2)} |")
+        cells = [mean_std([e.get("reward_mean") for e in evs]), mean_std([e.get("win_rate") for e in evs]),
+                 mean_std([e.get("kl") for e in evs], 2), mean_std([e.get("eos_missing_fraction") for e in evs], 2),
+                 mean_std([e.get("chosen_logp_shift") for e in evs], 2)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -76,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="runs/demo_seeds", help="work folder (the demos' output folders)")
     args = parser.parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    check_tasks(tasks)
     seeds = seed_list(args.seeds, 0)
     start = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")

@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="runs/claims", help="the claims benchmark's work folder")
     args = parser.parse_args(argv)
     tasks = [t for t in args.tasks.split(",") if t]
+    claims.check_tasks(tasks)
     seeds = claims.seed_list(args.seeds, 1000)
     lrs = [float(x) for x in args.lrs.split(",") if x]
     cells = [(t, s, v, lr) for t in tasks for s in seeds for v in [*VARIANTS, *OTHERS] for lr in lrs]

@@ -166,3 +166,10 @@ def test_tune_picks_the_best_cell_averaged_over_tasks(monkeypatch, tmp_path):
     assert result["best"]["dpo"]["reward_mean"] == pytest.approx(0.5 - 0.0333 + 0.05)
     assert len(result["grid"]["spo"]) == len(claims.TUNE_LRS) * len(claims.BETA_MULTIPLIERS)
     assert "| dpo | 0.0001 | 0.0333 |" in result["table"]
+
+
+def test_a_mistyped_task_is_one_line_before_any_worker():
+    with pytest.raises(SystemExit, match="--tasks: .*unknown gym task 'nope'"):
+        claims.check_tasks(["sort", "nope"])
+    claims.check_tasks(["sort", REVERSE])
+    assert claims.mean_std([0.5, None, 0.7]) == "0.600 ± 0.141" and claims.mean_std([]) == "–"

@@ -97,3 +97,18 @@ def test_cache_command_lists_and_prunes(tmp_path, capsys):
     assert "0 entries" in capsys.readouterr().out
     assert main(["data", "cache", str(tmp_path), "--max_gb", "-1"]) == 2
     assert "--max_gb must be >= 0" in capsys.readouterr().err
+
+
+def test_cache_command_on_a_file_or_a_missing_folder(tmp_path, capsys):
+    (tmp_path / "f.txt").write_text("x")
+    assert main(["data", "cache", str(tmp_path / "f.txt")]) == 2
+    assert "is a file, not a cache folder" in capsys.readouterr().err
+    assert main(["data", "cache", str(tmp_path / "typo")]) == 0
+    assert "no cache here (the folder does not exist)" in capsys.readouterr().out
+
+
+def test_a_bad_size_limit_fails_before_any_work(tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setenv(data_cache.MAX_GB_ENV, "lots")
+    with pytest.raises(ConfigError, match="REWARDALIGN_CACHE_MAX_GB"):
+        prepare_dataset(DATA / "pairs.jsonl", tokenizer, TokenizeConfig(max_length=64), cache_dir=tmp_path / "c")
+    assert not (tmp_path / "c").exists()

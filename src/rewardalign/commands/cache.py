@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from ..config import ConfigError
 
@@ -37,6 +38,11 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         value = getattr(args, name)
         if value is not None and value < 0:
             raise ConfigError(f"--{name} must be >= 0, got {value}")
+    if Path(args.dir).exists() and not Path(args.dir).is_dir():
+        raise ConfigError(f"{args.dir} is a file, not a cache folder")
+    if not Path(args.dir).exists():
+        print(f"{args.dir}: no cache here (the folder does not exist)")
+        return 0
     removed = []
     if args.clear or args.max_gb is not None or args.older_than_days is not None:
         removed = prune(args.dir, max_bytes=0 if args.clear else (None if args.max_gb is None else

@@ -448,6 +448,7 @@ def prepare_dataset(
     """
     if on_error not in ("raise", "drop"):
         raise ValueError(f"on_error must be 'raise' or 'drop', got {on_error!r}")
+    max_bytes = cache.default_max_bytes()  # a bad $REWARDALIGN_CACHE_MAX_GB fails before any work
     if isinstance(source, (str, os.PathLike)) and source_fingerprint(source, split) is None:
         from .loaders import _open  # a Hub name: load it once, then fingerprint the Dataset
 
@@ -484,7 +485,7 @@ def prepare_dataset(
         meta = json.loads(meta_file.read_text())
         cache.touch(entry)
     if built:
-        cache.prune(root, cache.default_max_bytes(), keep=[key])
+        cache.prune(root, max_bytes, keep=[key])
     if drops is not None:
         drops.rows.extend((row, reason) for row, reason in meta["load_drops"])
         drops.rows.extend((row, reason) for row, reason in meta["tokenize_drops"])

@@ -49,10 +49,11 @@ def align_method(cfg: DemoConfig, world: World, spec: MethodSpec, run_dir: str |
         return run_align(from_dict(AlignConfig, raw, "align"))
 
 
-def _nested_rewards(result: dict[str, Any]) -> list[list[float]]:
-    n_p, n_s = result["n_prompts"], result["n_samples"]
-    rewards = [[math.nan] * n_s for _ in range(n_p)]
-    for rec in result["samples"]:
+def nested_rewards(samples: list[dict[str, Any]], n_prompts: int, n_samples: int) -> list[list[float]]:
+    """The reward of every sample record (``prompt_index``, ``sample_index``, ``reward``), nested
+    [prompt][sample] (NaN where a record is missing)."""
+    rewards = [[math.nan] * n_samples for _ in range(n_prompts)]
+    for rec in samples:
         rewards[rec["prompt_index"]][rec["sample_index"]] = rec["reward"]
     return rewards
 
@@ -69,7 +70,7 @@ def evaluate_run(cfg: DemoConfig, world: World, model: str, run_dir: str | Path,
         sampling=sampling(world.stats["sft"]["max_new_tokens"], cfg.eval_samples, cfg.eval_temperature, cfg.seed + 4),
         max_length=cfg.max_length, progress=cfg.verbose)
     result = {"model": str(model)} | result
-    rewards = _nested_rewards(result)
+    rewards = nested_rewards(result["samples"], result["n_prompts"], result["n_samples"])
     if baseline_rewards is not None:
         est, counts = metrics.win_rate(rewards, baseline_rewards)
         result |= {"win_rate": est.mean, "win_rate_ci": [est.lo, est.hi]} | counts
