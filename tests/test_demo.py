@@ -9,9 +9,12 @@ import pytest
 
 from rewardalign.cli import main
 from rewardalign.data.schema import Group
-from rewardalign.demo.config import DEFAULT_METHODS, METHODS, demo_config
+from rewardalign.data.tokenize import TokenizeConfig, TokenizeStats, tokenize_group
+from rewardalign.demo.config import DEFAULT_METHODS, METHODS, demo_config, fitted_max_length
 from rewardalign.demo.learning import generation_budget, quality_failures, rm_failure, sft_failure
 from rewardalign.demo.stages import build_world, split_groups
+from rewardalign.gym import ArithmeticTask, get_task
+from rewardalign.gym.data import make_sft_data
 from rewardalign.modeling.tiny import build_tiny_tokenizer
 from rewardalign.objectives import get_objective
 
@@ -230,3 +233,46 @@ def test_quality_gates_on_hand_values():
 def test_generation_budget_fits_the_longest_response():
     tokenizer = build_tiny_tokenizer(["add 1 and 2 = 3", "abcd"], vocab_size=256)  # no merges: a token a byte
     assert generation_budget(tokenizer, [" ab", " abcd"]) == math.ceil(1.25 * 5) + 1
+
+
+class _Fixed(ArithmeticTask):
+    """One prompt and one response, of given lengths."""
+
+    def __init__(self, prompt: str, response: str):
+        super().__init__()
+        self.prompt, self.response = prompt, response
+
+    def sample_prompt(self, rng):
+        return self.prompt
+
+    def demonstration(self, prompt, rng):
+        return self.response
+
+    def best_response(self, prompt):
+        return self.response[:3]
+
+
+def test_max_length_is_fitted_to_the_task():
+    # max(48, p + ceil(1.25 r) + 1, 2 p), p and r in bytes
+    assert fitted_max_length(_Fixed("p" * 30, " " + "r" * 8), 10, seed=0) == 60  # the prompt's half: 2 * 30
+    assert fitted_max_length(_Fixed("q" * 10, " " + "x" * 39), 10, seed=0) == 10 + 50 + 1  # the response budget
+    assert fitted_max_length(_Fixed("add", " 1 ."), 10, seed=0) == 48  # short tasks keep 48
+    assert fitted_max_length(_Fixed("é" * 20, " a"), 10, seed=0) == 80  # bytes, not characters
+    # the keyword task needs more than 48 (at 48 a fifth of its demonstrations were cut); an explicit value wins
+    assert demo_config({"task": "keyword"}).max_length == 70 and demo_config({"task": "arithmetic"}).max_length == 48
+    assert demo_config({"task": "keyword", "max_length": 32}).max_length == 32
+
+
+def test_nothing_is_truncated_at_the_fitted_max_length():
+    """The demo's tokenizer (character-level at its 256 vocabulary) cuts no prompt, and no response as long as the
+    generation budget, of the tasks longer than 48 tokens."""
+    for task in ("keyword", "examples/tasks/count.py:CountTask", REVERSE):
+        cfg = demo_config({"task": task, "sft_examples": 2000})
+        rows = make_sft_data(get_task(task), 2000, seed=0)
+        tokenizer = build_tiny_tokenizer([r["prompt"] + r["response"] for r in rows], vocab_size=256)
+        settings, stats = TokenizeConfig(max_length=cfg.max_length), TokenizeStats()
+        for i, r in enumerate(rows):
+            at_budget = r["response"] + "x" * (len(r["response"]) // 4 + 1)  # ceil(1.25 r) characters
+            tokenize_group(Group(r["prompt"], [at_budget]), tokenizer, settings, i, stats)
+        assert stats.truncated_prompts == stats.truncated_responses == 0, task
+        assert TokenizeConfig(max_length=48).max_prompt_length == 24  # the prompt's default share, as assumed
