@@ -253,26 +253,28 @@ class _Fixed(ArithmeticTask):
 
 
 def test_max_length_is_fitted_to_the_task():
-    # max(48, p + ceil(1.25 r) + 1, 2 p), p and r in bytes
+    # max(48, p + r + 1, 2 p), p and r in bytes
     assert fitted_max_length(_Fixed("p" * 30, " " + "r" * 8), 10, seed=0) == 60  # the prompt's half: 2 * 30
-    assert fitted_max_length(_Fixed("q" * 10, " " + "x" * 39), 10, seed=0) == 10 + 50 + 1  # the response budget
+    assert fitted_max_length(_Fixed("q" * 10, " " + "x" * 39), 10, seed=0) == 10 + 40 + 1  # response and EOS
     assert fitted_max_length(_Fixed("add", " 1 ."), 10, seed=0) == 48  # short tasks keep 48
     assert fitted_max_length(_Fixed("é" * 20, " a"), 10, seed=0) == 80  # bytes, not characters
     # the keyword task needs more than 48 (at 48 a fifth of its demonstrations were cut); an explicit value wins
-    assert demo_config({"task": "keyword"}).max_length == 70 and demo_config({"task": "arithmetic"}).max_length == 48
+    assert demo_config({"task": "keyword"}).max_length == 61 and demo_config({"task": "arithmetic"}).max_length == 48
     assert demo_config({"task": "keyword", "max_length": 32}).max_length == 32
 
 
 def test_nothing_is_truncated_at_the_fitted_max_length():
-    """The demo's tokenizer (character-level at its 256 vocabulary) cuts no prompt, and no response as long as the
-    generation budget, of the tasks longer than 48 tokens."""
-    for task in ("keyword", "examples/tasks/count.py:CountTask", REVERSE):
+    """The demo's tokenizer (character-level at its 256 vocabulary) cuts no prompt and no well-formed response
+    (demonstration or best response) of the tasks that do not fit 48 tokens; at 48 it cut them."""
+    for task in ("keyword", REVERSE):
         cfg = demo_config({"task": task, "sft_examples": 2000})
         rows = make_sft_data(get_task(task), 2000, seed=0)
         tokenizer = build_tiny_tokenizer([r["prompt"] + r["response"] for r in rows], vocab_size=256)
-        settings, stats = TokenizeConfig(max_length=cfg.max_length), TokenizeStats()
-        for i, r in enumerate(rows):
-            at_budget = r["response"] + "x" * (len(r["response"]) // 4 + 1)  # ceil(1.25 r) characters
-            tokenize_group(Group(r["prompt"], [at_budget]), tokenizer, settings, i, stats)
-        assert stats.truncated_prompts == stats.truncated_responses == 0, task
-        assert TokenizeConfig(max_length=48).max_prompt_length == 24  # the prompt's default share, as assumed
+        cut = {}
+        for max_length in (48, cfg.max_length):
+            stats = TokenizeStats()
+            for i, r in enumerate(rows):
+                group = Group(r["prompt"], [r["response"], get_task(task).best_response(r["prompt"])])
+                tokenize_group(group, tokenizer, TokenizeConfig(max_length=max_length), i, stats)
+            cut[max_length] = stats.truncated_prompts + stats.truncated_responses
+        assert cut[48] > 0 and cut[cfg.max_length] == 0, (task, cut)
