@@ -278,3 +278,14 @@ def test_nothing_is_truncated_at_the_fitted_max_length():
                 tokenize_group(group, tokenizer, TokenizeConfig(max_length=max_length), i, stats)
             cut[max_length] = stats.truncated_prompts + stats.truncated_responses
         assert cut[48] > 0 and cut[cfg.max_length] == 0, (task, cut)
+
+
+def test_a_max_length_that_cuts_demonstrations_is_reported(tmp_path, capsys):
+    out = tmp_path / "cut"
+    args = ["demo", "--quick", "--output", str(out), *MICRO[:-1], "--methods", "[dpo]", "--max_length", "20"]
+    assert main(args) == 1  # 40 SFT steps do not learn: the gate stops it, after the warning
+    assert "warning: max_length 20 cut" in capsys.readouterr().err
+    report = (out / "report.md").read_text()
+    assert "`max_length` 20 tokens; SFT demonstrations: " in report and "**Warning: max_length 20 cut" in report
+    cut = json.loads((out / "demo.json").read_text())["stats"]["sft"]["truncated_prompts"]
+    assert cut > 0

@@ -16,7 +16,7 @@ from ..runs import write_json
 from .config import DemoConfig, demo_config
 from .learning import StageDidNotLearn
 from .methods import headline, run_method, sft_baseline
-from .report import results_table, stop_message, write_report, write_stopped_report
+from .report import cut_warning, results_table, stop_message, write_report, write_stopped_report
 from .stages import build_world, torch_threads
 
 # ---- the command ------------------------------------------------------------------------------------------------
@@ -39,6 +39,7 @@ def _run_demo(cfg: DemoConfig, command: str) -> dict[str, Any]:
     try:
         world = build_world(cfg, out, log)
     except StageDidNotLearn as err:
+        _warn_cut(cfg, err.stats)
         seconds = time.perf_counter() - start
         write_stopped_report(cfg, err.stats, err.failures, seconds, command)
         result = {"config": dataclasses.asdict(cfg), "stats": err.stats, "stopped": err.failures, "rows": [],
@@ -47,6 +48,7 @@ def _run_demo(cfg: DemoConfig, command: str) -> dict[str, Any]:
         print(stop_message(err.failures), file=sys.stderr)
         log(f"written: {out / 'report.md'}, demo.json")
         return result
+    _warn_cut(cfg, world.stats)
     runs = out / "runs"
     t0 = time.perf_counter()
     sft_eval = sft_baseline(cfg, world, runs / "sft")
@@ -78,3 +80,9 @@ def _run_demo(cfg: DemoConfig, command: str) -> dict[str, Any]:
     log(f"\nwritten: {out / 'report.md'}, demo.json, compare.md" + "".join(f", {p}" for p in plots.values())
         + f" ({seconds:.0f} s)")
     return result
+
+
+def _warn_cut(cfg: DemoConfig, stats: dict[str, Any]) -> None:
+    warning = cut_warning(cfg, stats)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)

@@ -108,7 +108,29 @@ def quality_lines(cfg: DemoConfig, stats: dict[str, Any], task: Task) -> list[st
             f"against the noisy labels; it orders **{_fmt(ann['heldout_rm_gold_agreement'])}** of the held-out "
             f"groups' response pairs as the gold reward does (groups never used to train or select it). Gate (at "
             f"least {RM_MIN_ACCURACY:g}): {passed[not any(f.startswith('the reward model') for f in failures)]}.")
+    lines.append(length_line(cfg, stats))
     return lines
+
+
+def length_line(cfg: DemoConfig, stats: dict[str, Any]) -> str:
+    """``max_length`` and what it cut of the SFT demonstrations and of the reward model's pairs."""
+    parts = [f"{what}: {st['truncated_prompts']} prompts and {st['truncated_responses']} responses of "
+             f"{st['groups']} cut" for what, st in (("SFT demonstrations", stats.get("sft", {})),
+                                                      ("reward-model pairs", stats.get("reward_model", {})))
+             if "truncated_prompts" in st]
+    warning = cut_warning(cfg, stats)
+    return (f"- **Sequence length**: `max_length` {cfg.max_length} tokens" + (f"; {'; '.join(parts)}." if parts else ".")
+            + (f" **Warning: {warning}**" if warning else ""))
+
+
+def cut_warning(cfg: DemoConfig, stats: dict[str, Any]) -> str | None:
+    """A warning when ``max_length`` cut SFT demonstrations (a value given by hand: the fitted one cuts none)."""
+    sft = stats.get("sft", {})
+    prompts, responses = sft.get("truncated_prompts", 0), sft.get("truncated_responses", 0)
+    if not prompts and not responses:
+        return None
+    return (f"max_length {cfg.max_length} cut {prompts} prompts and {responses} responses of the "
+            f"{sft['groups']} SFT demonstrations; without --max_length it is fitted to hold them whole.")
 
 
 def stop_message(failures: list[str]) -> str:

@@ -159,7 +159,14 @@ def train_sft(cfg: DemoConfig, task: Task, root: Path) -> dict[str, Any]:
     with log_to(root / "logs" / "sft.log"):
         summary = _run_sft(cfg, root, stopping)
     return {"steps": summary["steps"], "train_loss": summary["train_loss"], "seconds": summary["seconds"],
-            **stopping.summary()}
+            **_cut(summary), **stopping.summary()}
+
+
+def _cut(summary: dict[str, Any]) -> dict[str, int]:
+    """How many prompts and responses of a stage's data ``max_length`` cut (its tokenisation summary)."""
+    counts = summary.get("tokenize") or {}
+    return {"groups": counts.get("groups", 0), "truncated_prompts": counts.get("truncated_prompts", 0),
+            "truncated_responses": counts.get("truncated_responses", 0)}
 
 
 def _run_sft(cfg: DemoConfig, root: Path, stopping: GoldRewardStopping) -> dict[str, Any]:
@@ -249,7 +256,7 @@ def train_reward_model_stage(cfg: DemoConfig, root: Path, pairs: str = "human_pa
         shutil.rmtree(checkpoint)
     final = summary.get("final_eval") or {}
     return {"kind": kind, "train_pairs": summary["train_pairs"], "eval_pairs": summary["eval_pairs"],
-            "steps": summary["steps"], "heldout_accuracy": final.get("eval_accuracy"),
+            "steps": summary["steps"], "heldout_accuracy": final.get("eval_accuracy"), **_cut(summary),
             "heldout_bt_loss": final.get("eval_bt_loss"), "seconds": summary["seconds"]}
 
 
