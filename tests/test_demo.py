@@ -289,3 +289,30 @@ def test_a_max_length_that_cuts_demonstrations_is_reported(tmp_path, capsys):
     assert "`max_length` 20 tokens; SFT demonstrations: " in report and "**Warning: max_length 20 cut" in report
     cut = json.loads((out / "demo.json").read_text())["stats"]["sft"]["truncated_prompts"]
     assert cut > 0
+
+
+def test_a_stage_is_built_once_when_two_processes_share_a_folder(tmp_path):
+    """Two builders of the same stage (threads here; each lock is its own open file, as in two processes): the
+    second waits for the first and finds the stage cached, instead of writing into the same folder."""
+    import threading
+    import time
+
+    from rewardalign.demo.stages import Stages
+
+    builds, results, logs = [], [], []
+
+    def build():
+        builds.append(1)
+        time.sleep(0.3)
+        return {"built": len(builds)}
+
+    def run():
+        results.append(Stages(tmp_path, logs.append).run("sft", {"steps": 3}, build))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(builds) == 1 and results == [{"built": 1}, {"built": 1}]
+    assert sorted(line.split()[-1] for line in logs) == ["cached", "s"]

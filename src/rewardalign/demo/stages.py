@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 import transformers
+from filelock import FileLock
 from transformers import EarlyStoppingCallback
 
 from ..config import from_dict
@@ -44,7 +45,8 @@ from .learning import GoldRewardStopping, StageDidNotLearn, quality_failures
 
 class Stages:
     """Completed stages of an output folder: ``.stages/<name>.json`` holds the key of the settings that built
-    it; a stage whose key matches is not run again."""
+    it; a stage whose key matches is not run again. A stage is built under its file lock (``.stages/<name>.lock``):
+    a second process on the same folder waits for it, then finds it cached, instead of writing into it too."""
 
     def __init__(self, root: Path, log: Callable[[str], None], reuse: bool = True):
         self.root = root
@@ -53,17 +55,18 @@ class Stages:
 
     def run(self, name: str, settings: Any, build: Callable[[], Any]) -> Any:
         marker = self.root / ".stages" / f"{name}.json"
-        key = hash_json(settings)
-        if self.reuse and marker.is_file():
-            saved = json.loads(marker.read_text())
-            if saved.get("key") == key:
-                self.log(f"[{name}] cached")
-                return saved.get("result")
-        start = time.perf_counter()
-        result = build()
-        seconds = time.perf_counter() - start
         marker.parent.mkdir(parents=True, exist_ok=True)
-        write_json(marker, {"key": key, "seconds": round(seconds, 2), "result": result}, indent=1)
+        key = hash_json(settings)
+        with FileLock(str(marker.with_suffix(".lock"))):
+            if self.reuse and marker.is_file():
+                saved = json.loads(marker.read_text())
+                if saved.get("key") == key:
+                    self.log(f"[{name}] cached")
+                    return saved.get("result")
+            start = time.perf_counter()
+            result = build()
+            seconds = time.perf_counter() - start
+            write_json(marker, {"key": key, "seconds": round(seconds, 2), "result": result}, indent=1)
         self.log(f"[{name}] {seconds:.1f} s")
         return result
 
