@@ -3,6 +3,8 @@ claims benchmark that need no model."""
 
 import json
 import math
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from rewardalign.data.schema import Group
 from rewardalign.data.tokenize import TokenizeConfig, TokenizeStats, tokenize_group
 from rewardalign.demo.config import DEFAULT_METHODS, METHODS, demo_config, fitted_max_length
 from rewardalign.demo.learning import generation_budget, quality_failures, rm_failure, sft_failure
-from rewardalign.demo.stages import build_world, split_groups
+from rewardalign.demo.stages import Stages, build_world, split_groups
 from rewardalign.gym import ArithmeticTask, get_task
 from rewardalign.gym.data import make_sft_data
 from rewardalign.modeling.tiny import build_tiny_tokenizer
@@ -294,11 +296,6 @@ def test_a_max_length_that_cuts_demonstrations_is_reported(tmp_path, capsys):
 def test_a_stage_is_built_once_when_two_processes_share_a_folder(tmp_path):
     """Two builders of the same stage (threads here; each lock is its own open file, as in two processes): the
     second waits for the first and finds the stage cached, instead of writing into the same folder."""
-    import threading
-    import time
-
-    from rewardalign.demo.stages import Stages
-
     builds, results, logs = [], [], []
 
     def build():
