@@ -86,7 +86,7 @@ class DemoConfig:
     sft_eval_prompts: int = opt(128, "SFT: held-out prompts of that evaluation (one sample each)")
     sft_patience: int = opt(3, "SFT: stop after N evaluations without improvement (the best weights are kept)")
     max_length: int | None = opt(None, "longest prompt + response in tokens, every stage (default: fitted to the "
-                                 "task, see fitted_max_length)")
+                                 "task: 48, or more where its longest prompt and demonstration need it)")
     # preference data
     prompts: int = opt(1024, "preference prompts sampled from the SFT policy")
     k: int = opt(4, "K: responses sampled per preference prompt")
