@@ -11,6 +11,7 @@ from rewardalign.config import ConfigError
 from rewardalign.data.collate import collate_groups
 from rewardalign.data.schema import DataError, Group
 from rewardalign.data.tokenize import TokenizeConfig, tokenize_groups
+from rewardalign.fingerprint import model_fingerprint, path_fingerprint
 from rewardalign.modeling.logprobs import plain_batch_logps
 from rewardalign.modeling.tiny import build_tiny_model, build_tiny_reward_model, build_tiny_tokenizer
 from rewardalign.rewards.models import load_reward_model, sequence_rewards, write_training_info
@@ -113,6 +114,21 @@ def test_fingerprint_follows_model_content(models, tmp_path):
     # stat mode: name, size and mtime only
     assert build_source({"type": "reward_model", "path": str(tmp_path / "rm"),
                          "fingerprint": "stat"}).fingerprint() != first
+
+
+def test_model_fingerprint_leaves_out_the_run_records(models, tmp_path):
+    """A model trained again to the same weights, with new logs, times and model card, hits the caches; a changed
+    configuration or tokenizer file does not."""
+    root, _ = models
+    shutil.copytree(root / "rm", tmp_path / "rm")
+    first = model_fingerprint(tmp_path / "rm")
+    for name in ("summary.json", "metrics.jsonl", "README.md", "manifest.json"):
+        (tmp_path / "rm" / name).write_text('{"seconds": 12.5}\n')
+    assert model_fingerprint(tmp_path / "rm") == first
+    assert path_fingerprint(tmp_path / "rm") != path_fingerprint(root / "rm")  # the whole folder did change
+    config = tmp_path / "rm" / "config.json"
+    config.write_text(config.read_text().replace("{", '{"edited": true, ', 1))
+    assert model_fingerprint(tmp_path / "rm") != first
 
 
 def test_rule_source(tmp_path, monkeypatch):

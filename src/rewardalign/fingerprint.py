@@ -20,13 +20,19 @@ MODES = ("auto", "content", "stat")
 _SKIP_DIRS = ("checkpoint-", "runs", "__pycache__", ".git")
 
 
-def _files(path: Path) -> list[Path]:
+RUN_RECORDS = ("manifest.json", "summary.json", "metrics.jsonl", "README.md", "config.yaml", "training_args.bin",
+               "trainer_state.json")
+"""The records a run writes beside its model (times, logs, the model card, its own config): nothing that loading the
+model reads, so :func:`model_fingerprint` leaves them out."""
+
+
+def _files(path: Path, skip: tuple[str, ...] = ()) -> list[Path]:
     if path.is_file():
         return [path]
     out = []
     for f in sorted(path.rglob("*")):
         rel = f.relative_to(path).parts
-        if any(part.startswith(_SKIP_DIRS) for part in rel[:-1]) or not f.is_file():
+        if any(part.startswith(_SKIP_DIRS) for part in rel[:-1]) or not f.is_file() or rel[-1] in skip:
             continue
         out.append(f)
     return out
@@ -41,14 +47,15 @@ def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def path_fingerprint(path: str | Path, mode: str = "auto") -> str:
-    """Fingerprint of a file or a directory tree (``checkpoint-*`` folders and caches left out)."""
+def path_fingerprint(path: str | Path, mode: str = "auto", skip: tuple[str, ...] = ()) -> str:
+    """Fingerprint of a file or a directory tree (``checkpoint-*`` folders and caches left out, and files named
+    in ``skip``)."""
     if mode not in MODES:
         raise ValueError(f"fingerprint mode must be one of {MODES}, got {mode!r}")
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    files = _files(path)
+    files = _files(path, skip)
     if mode == "auto":
         mode = "content" if sum(f.stat().st_size for f in files) <= AUTO_CONTENT_LIMIT else "stat"
     h = hashlib.sha256(mode.encode())
@@ -61,6 +68,12 @@ def path_fingerprint(path: str | Path, mode: str = "auto") -> str:
             st = f.stat()
             h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()
+
+
+def model_fingerprint(path: str | Path, mode: str = "auto") -> str:
+    """Fingerprint of a model directory: weights, configuration and tokenizer, without the run's records
+    (:data:`RUN_RECORDS`), so a model trained again to the same weights hits the caches keyed on it."""
+    return path_fingerprint(path, mode, skip=RUN_RECORDS)
 
 
 def hash_json(value: Any) -> str:

@@ -18,7 +18,7 @@ from ..data import load_groups
 from ..evaluate import metrics
 from ..evaluate.evaluator import evaluate_model
 from ..evaluate.run import write_eval_outputs
-from ..fingerprint import file_digest, hash_json, path_fingerprint
+from ..fingerprint import file_digest, hash_json, model_fingerprint
 from ..gym import get_task
 from ..rewards.sources import GymSource
 from ..runs import write_json
@@ -83,7 +83,7 @@ def sft_baseline(cfg: DemoConfig, world: World, run_dir: str | Path) -> dict[str
     """The SFT policy evaluated as a run of its own (``runs/sft``): the table's first row and the baseline
     of every win rate. Cached by the evaluation settings."""
     run_dir = Path(run_dir)
-    key = hash_json({"version": PIPELINE_VERSION, "sft": path_fingerprint(world.sft),
+    key = hash_json({"version": PIPELINE_VERSION, "sft": model_fingerprint(world.sft),
                      "eval": _eval_key(cfg, world), "eval_prompts": hash_json(world.eval_prompts),
                      "heldout": file_digest(world.heldout)})
     cache = run_dir / "rewards.json"
@@ -111,7 +111,7 @@ def run_method(cfg: DemoConfig, world: World, name: str, spec: MethodSpec, run_d
     quiet_transformers()
     run_dir = Path(run_dir)
     key = hash_json({"version": PIPELINE_VERSION, "spec": dataclasses.asdict(spec), "data": data or world.train,
-                "data_key": file_digest(data or world.train), "sft": path_fingerprint(world.sft),
+                "data_key": file_digest(data or world.train), "sft": model_fingerprint(world.sft),
                 "eval": _eval_key(cfg, world),
                 "eval_prompts": hash_json(world.eval_prompts), "heldout": file_digest(world.heldout),
                 "align": {f: getattr(cfg, f) for f in ("align_steps", "align_batch_size", "seed", "max_length")}})

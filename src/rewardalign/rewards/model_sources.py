@@ -24,7 +24,7 @@ from ..config import ConfigError, check_model_path, opt
 from ..data.collate import collate_groups
 from ..data.schema import DataError, Group, Text
 from ..data.tokenize import TokenizeConfig, TokenizedGroup, TokenizeStats, tokenize_group
-from ..fingerprint import MODES, path_fingerprint
+from ..fingerprint import MODES, model_fingerprint
 from ..modeling.loading import DTYPES, load_tokenizer, resolve_device
 from ..modeling.logprobs import batch_logps
 from .base import BadReward, Progress, RewardSource, check_lengths
@@ -129,7 +129,7 @@ class RewardModelSource(RewardSource):
 
     def _identity(self) -> dict[str, Any]:
         cfg = self.tokenize_config()
-        return {"model": path_fingerprint(self.path, self.options.fingerprint), "dtype": self.options.torch_dtype,
+        return {"model": model_fingerprint(self.path, self.options.fingerprint), "dtype": self.options.torch_dtype,
                 "max_length": cfg.max_length, "chat_template": cfg.chat_template}
 
     def load(self) -> Any:
@@ -217,7 +217,7 @@ class TeacherRatioSource(RewardSource):
     def _identity(self) -> dict[str, Any]:
         cfg = self.tokenize_config()
         mode = self.options.fingerprint
-        return {"teacher": path_fingerprint(self.teacher, mode), "base": path_fingerprint(self.base, mode),
+        return {"teacher": model_fingerprint(self.teacher, mode), "base": model_fingerprint(self.base, mode),
                 "dtype": self.options.torch_dtype, "max_length": cfg.max_length, "chat_template": cfg.chat_template}
 
     def _logps(self, path: Path, prompts, responses, progress: Progress | None) -> np.ndarray:

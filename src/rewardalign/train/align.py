@@ -20,7 +20,7 @@ from transformers import set_seed
 
 from ..config import ConfigError, as_config, check_data_path, check_model_path, flat_dict
 from ..data.collate import LAYOUTS, GroupDataset
-from ..fingerprint import path_fingerprint
+from ..fingerprint import model_fingerprint
 from ..modeling.loading import apply_lora, load_causal_lm, load_tokenizer
 from ..modeling.logprobs import GroupLogps, batch_logps
 from ..modeling.reference import LiveReference, PeftReference, precompute_reference, reference_cache_key
@@ -185,7 +185,7 @@ def run_align(cfg: AlignConfig | dict[str, Any], callbacks: list | None = None) 
     cache_hit = None
     if needs.reference and cfg.reference == "precompute":
         settings = {"dtype": cfg.torch_dtype, "with_prompt": needs.prompt_logps}
-        fingerprint = path_fingerprint(cfg.model)
+        fingerprint = model_fingerprint(cfg.model)
         cache_hit = True
         for part in (train_tok, eval_tok):
             if not part:
