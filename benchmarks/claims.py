@@ -307,15 +307,14 @@ def runs_table(by_seed: dict[int, dict[str, dict[str, Any]]]) -> str:
     lines = ["| run | lr | gold reward | KL(π‖SFT) | no EOS | Δ log p chosen | Δ log p rejected |",
              "|---|---|---|---|---|---|---|"]
 
-    ms = mean_std
+    columns = (("reward_mean", 3), ("kl", 2), ("eos_missing_fraction", 2), ("chosen_logp_shift", 2),
+               ("rejected_logp_shift", 2))
     for n in ["sft", *names]:
         rows = [by_seed[s][n] for s in sorted(by_seed) if n in by_seed[s]]
         ev = [r["eval"] for r in rows]
         lr = f"{rows[0]['learning_rate']:g}" if n != "sft" else "–"
-        lines.append(f"| {n} | {lr} | {ms([e.get('reward_mean') for e in ev])} | {ms([e.get('kl') for e in ev], 2)} | "
-                     f"{ms([e.get('eos_missing_fraction') for e in ev], 2)} | "
-                     f"{ms([e.get('chosen_logp_shift') for e in ev], 2)} | "
-                     f"{ms([e.get('rejected_logp_shift') for e in ev], 2)} |")
+        cells = [mean_std([e.get(key) for e in ev], digits) for key, digits in columns]
+        lines.append(f"| {n} | {lr} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

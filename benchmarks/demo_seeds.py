@@ -40,7 +40,8 @@ def stages_line(results: list[dict[str, Any]]) -> str:
         return [r["stats"].get(path[0], {}).get(path[1]) for r in results]
 
     return (f"SFT gold {mean_std(get(('sft', 'heldout_gold')))}, "
-            f"demonstrations {mean_std(get(('data', 'demonstration_gold_mean')))}, random responses {mean_std(get(('data', 'random_gold_mean')))}; reward model orders "
+            f"demonstrations {mean_std(get(('data', 'demonstration_gold_mean')))}, "
+            f"random responses {mean_std(get(('data', 'random_gold_mean')))}; reward model orders "
             f"{mean_std(get(('annotation', 'heldout_rm_gold_agreement')))} of held-out pairs as the gold reward")
 
 

@@ -119,8 +119,8 @@ def length_line(cfg: DemoConfig, stats: dict[str, Any]) -> str:
                                                       ("reward-model pairs", stats.get("reward_model", {})))
              if "truncated_prompts" in st]
     warning = cut_warning(cfg, stats)
-    return (f"- **Sequence length**: `max_length` {cfg.max_length} tokens" + (f"; {'; '.join(parts)}." if parts else ".")
-            + (f" **Warning: {warning}**" if warning else ""))
+    return (f"- **Sequence length**: `max_length` {cfg.max_length} tokens"
+            + (f"; {'; '.join(parts)}." if parts else ".") + (f" **Warning: {warning}**" if warning else ""))
 
 
 def cut_warning(cfg: DemoConfig, stats: dict[str, Any]) -> str | None:
