@@ -128,6 +128,8 @@ def test_demo_config_errors(capsys):
     assert main(["demo", "--task", "arithmetic", "--task_args", "{p_correct: 2}", "--output", "unused"]) == 2
     assert "p_correct must be in [0, 1]" in capsys.readouterr().err
     assert main(["demo", "--k", "1", "--output", "unused"]) == 2
+    assert main(["demo", "--max_length", "0", "--output", "unused"]) == 2
+    assert "max_length must be at least 2 tokens" in capsys.readouterr().err
     assert main(["demo", "--no_such_field", "3", "--output", "unused"]) == 2
     assert "unknown demo field" in capsys.readouterr().err
 

@@ -135,6 +135,9 @@ class DemoConfig:
         for name in ("sft_eval_every", "sft_eval_prompts", "sft_patience", "rm_eval_every", "rm_patience"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_length is not None and self.max_length < 2:
+            raise ConfigError(f"max_length must be at least 2 tokens (a prompt's and a response's), got "
+                              f"{self.max_length}; leave it out to fit it to the task")
         if self.k < 2:
             raise ConfigError(f"k must be >= 2 (responses sampled per prompt), got {self.k}")
         if self.score_transform not in ("sigmoid", "minmax"):
