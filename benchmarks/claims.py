@@ -494,7 +494,8 @@ def seed_list(text: str, first: int) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", default="3", help="measured seeds: a count (0, 1, ...) or a list 0,1,2 (default 3)")
+    parser.add_argument("--seeds", default="3", type=lambda text: seed_list(text, 0),
+                        help="measured seeds: a count (0, 1, ...) or a list 0,1,2 (default 3)")
     parser.add_argument("--quick", action="store_true", help="the demo's --quick sizes")
     parser.add_argument("--work", default="runs/claims", help="work folder (cached worlds and runs)")
     parser.add_argument("--tasks", "--task", default="arithmetic,sort,examples/tasks/count.py:CountTask",
@@ -509,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the tuned settings the claims run with (default: <work>/tune.json, from --tune)")
     parser.add_argument("--stages", action="store_true",
                         help="only build the worlds (data, SFT, reward model) and tabulate whether they learned")
-    parser.add_argument("--tune-seeds", default="1",
+    parser.add_argument("--tune-seeds", default="1", type=lambda text: seed_list(text, 1000),
                         help="tuning seeds: a count (1000, 1001, ...) or a list 1000,1001 (default 1: 1000)")
     args = parser.parse_args(argv)
     command = "python benchmarks/claims.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None
@@ -523,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
              f"), {args.workers} worker process(es) × 1 torch thread, {platform.processor() or platform.machine()}, "
              f"{os.cpu_count()} CPU cores")
     if args.stages:
-        seeds = seed_list(args.seeds, 0)
+        seeds = args.seeds
         start = time.perf_counter()
         with _pool(args.workers) as pool:
             pending = {(t, s): pool.submit(_build_world, s, str(work), args.quick, t) for s in seeds for t in tasks}
@@ -533,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         return 0
     if args.tune:
-        seeds = seed_list(args.tune_seeds, 1000)
+        seeds = args.tune_seeds
         result = tune(tasks, seeds, work, args.quick, args.workers, args.force)
         text = (f"`{command.strip()}` (seeds {seeds}; {setup}; {result['seconds']:.0f} s)\n\n{result['table']}\n"
                 + "".join(f"\n- left out, a stage did not learn: {w}: {why}" for w, why in result["stopped"].items()))
@@ -541,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
         write_json(out / "tune.json", result | {"command": command.strip(), "seeds": seeds, "tasks": tasks})
         print("\n" + text)
         return 0
-    seeds = seed_list(args.seeds, 0)
+    seeds = args.seeds
     settings = Path(args.settings) if args.settings else work / "tune.json"
     if not settings.is_file():
         raise SystemExit(f"{settings}: no tuned settings; run `python benchmarks/claims.py --tune` first")

@@ -62,14 +62,15 @@ def table(results: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", default="arithmetic", help="gym tasks, comma-separated (names or specs)")
-    parser.add_argument("--seeds", default="3", help="a count (0, 1, ...) or a list 0,1,2 (default 3)")
+    parser.add_argument("--seeds", default="3", type=lambda text: seed_list(text, 0),
+                        help="a count (0, 1, ...) or a list 0,1,2 (default 3)")
     parser.add_argument("--quick", action="store_true", help="the demo's --quick sizes")
     parser.add_argument("--workers", type=int, default=2, help="processes, one torch thread each (default 2)")
     parser.add_argument("--work", default="runs/demo_seeds", help="work folder (the demos' output folders)")
     args = parser.parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     check_tasks(tasks)
-    seeds = seed_list(args.seeds, 0)
+    seeds = args.seeds
     start = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
     with futures.ProcessPoolExecutor(max(1, args.workers), mp_context=ctx) as pool:

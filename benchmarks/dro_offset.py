@@ -49,7 +49,8 @@ def one(task: str, seed: int, work: str, quick: bool, variant: str, lr: float, s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", default="arithmetic,sort,examples/tasks/count.py:CountTask")
-    parser.add_argument("--seeds", default="1000,", help="a list (default 1000,: the tuning seed)")
+    parser.add_argument("--seeds", default="1000,", type=lambda text: claims.seed_list(text, 1000),
+                        help="a list (default 1000,: the tuning seed)")
     parser.add_argument("--steps", type=int, default=200, help="alignment steps (default 200, the demo's)")
     parser.add_argument("--lrs", default="1e-4,3e-4", help="learning rates (default 1e-4 (the demo's DRO), 3e-4)")
     parser.add_argument("--quick", action="store_true", help="the worlds of the --quick sizes")
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     tasks = [t for t in args.tasks.split(",") if t]
     claims.check_tasks(tasks)
-    seeds = claims.seed_list(args.seeds, 1000)
+    seeds = args.seeds
     lrs = [float(x) for x in args.lrs.split(",") if x]
     cells = [(t, s, v, lr) for t in tasks for s in seeds for v in [*VARIANTS, *OTHERS] for lr in lrs]
     with claims._pool(args.workers) as pool:

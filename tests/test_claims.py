@@ -107,6 +107,9 @@ def test_claims_take_tasks_and_seed_lists():
     assert claims.seed_list("0,4", 0) == [0, 4] and claims.seed_list("7,", 0) == [7]
     with pytest.raises(Exception, match="one seed: '1000,'"):
         claims.seed_list("1000", 0)
+    with pytest.raises(SystemExit) as stop:  # on the command line: argparse's one line, not a traceback
+        claims.main(["--stages", "--seeds", "1000"])
+    assert stop.value.code == 2
     assert claims.task_folder(REVERSE) == "examples_tasks_reverse.py_ReverseTask"
     cfg = claims.seed_config(2, Path("w"), True, REVERSE)
     assert cfg.task == REVERSE and cfg.output == str(Path("w") / "examples_tasks_reverse.py_ReverseTask" / "seed2")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from rewardalign.cli import main
+from rewardalign.config import ConfigError
 from rewardalign.data.schema import Group
 from rewardalign.data.tokenize import TokenizeConfig, TokenizeStats, tokenize_group
 from rewardalign.demo.config import DEFAULT_METHODS, METHODS, demo_config, fitted_max_length
@@ -265,6 +266,19 @@ def test_max_length_is_fitted_to_the_task():
     # the keyword task needs more than 48 (at 48 a fifth of its demonstrations were cut); an explicit value wins
     assert demo_config({"task": "keyword"}).max_length == 61 and demo_config({"task": "arithmetic"}).max_length == 48
     assert demo_config({"task": "keyword", "max_length": 32}).max_length == 32
+
+
+def test_the_sft_budget_is_the_tasks_unless_given():
+    # arithmetic trains to a longer cap without early stopping; the other tasks stop after 3 stalled evaluations
+    arithmetic, sort = demo_config({"task": "arithmetic"}), demo_config({"task": "sort"})
+    assert (arithmetic.sft_steps, arithmetic.sft_patience) == (4000, 40)
+    assert arithmetic.sft_patience * arithmetic.sft_eval_every >= arithmetic.sft_steps
+    assert (sort.sft_steps, sort.sft_patience) == (2000, 3)
+    given = demo_config({"task": "arithmetic", "sft_steps": 300, "sft_patience": 2})
+    assert (given.sft_steps, given.sft_patience) == (300, 2)
+    assert demo_config({"task": "arithmetic", "quick": True}).sft_steps == 4000  # --quick keeps the cap
+    with pytest.raises(ConfigError, match="sft_steps must be >= 1"):
+        demo_config({"sft_steps": 0})
 
 
 def test_nothing_is_truncated_at_the_fitted_max_length():

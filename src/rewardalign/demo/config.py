@@ -79,12 +79,14 @@ class DemoConfig:
     model_init: dict[str, Any] = opt(help="the tiny Llama's size (LlamaConfig fields)", factory=lambda: {
         "hidden_size": 128, "num_layers": 2, "num_heads": 4, "vocab_size": 256})
     sft_examples: int = opt(20000, "demonstrations generated for SFT")
-    sft_steps: int = opt(2000, "cap on SFT optimizer steps (it stops earlier when the held-out gold stalls)")
+    sft_steps: int | None = opt(None, "cap on SFT optimizer steps, stopping earlier when the held-out gold stalls "
+                                "(default: the task's, 2000; arithmetic 4000)")
     sft_batch_size: int = opt(32, "SFT batch size")
     sft_learning_rate: float = opt(1e-3, "SFT peak learning rate (cosine schedule)")
     sft_eval_every: int = opt(100, "SFT: gold reward of samples on held-out prompts every N steps")
     sft_eval_prompts: int = opt(128, "SFT: held-out prompts of that evaluation (one sample each)")
-    sft_patience: int = opt(3, "SFT: stop after N evaluations without improvement (the best weights are kept)")
+    sft_patience: int | None = opt(None, "SFT: stop after N evaluations without improvement, the best weights "
+                                   "kept (default: the task's, 3; arithmetic trains to its cap)")
     max_length: int | None = opt(None, "longest prompt + response in tokens, every stage (default: fitted to the "
                                  "task: 48, or more where its longest prompt and demonstration need it)")
     # preference data
@@ -132,8 +134,9 @@ class DemoConfig:
             extra = set(args) - {"learning_rate", "objective_args"}
             if extra:
                 raise ConfigError(f"method_args.{name}: only learning_rate and objective_args, got {sorted(extra)}")
-        for name in ("sft_eval_every", "sft_eval_prompts", "sft_patience", "rm_eval_every", "rm_patience"):
-            if getattr(self, name) < 1:
+        for name in ("sft_steps", "sft_eval_every", "sft_eval_prompts", "sft_patience", "rm_eval_every",
+                     "rm_patience"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_length is not None and self.max_length < 2:
             raise ConfigError(f"max_length must be at least 2 tokens (a prompt's and a response's), got "
@@ -193,13 +196,17 @@ def fitted_max_length(task: Task, sft_examples: int, seed: int) -> int:
 
 def demo_config(raw: dict[str, Any] | None = None) -> DemoConfig:
     """A checked :class:`DemoConfig` from a mapping; ``quick: true`` first applies :data:`QUICK` (fields given
-    explicitly still win); ``max_length`` not given is fitted to the task (:func:`fitted_max_length`)."""
+    explicitly still win); ``sft_steps`` and ``sft_patience`` not given are the task's (:attr:`Task.sft_steps`), and
+    ``max_length`` is fitted to it (:func:`fitted_max_length`)."""
     raw = dict(raw or {})
     base = dict(QUICK) if raw.get("quick") else {}
     cfg = from_dict(DemoConfig, base | raw, "demo")
     cfg.check()
+    task = get_task(cfg.task, **cfg.task_args)
+    cfg.sft_steps = task.sft_steps if cfg.sft_steps is None else cfg.sft_steps
+    cfg.sft_patience = task.sft_patience if cfg.sft_patience is None else cfg.sft_patience
     if cfg.max_length is None:
-        cfg.max_length = fitted_max_length(get_task(cfg.task, **cfg.task_args), cfg.sft_examples, cfg.seed)
+        cfg.max_length = fitted_max_length(task, cfg.sft_examples, cfg.seed)
     return cfg
 
 
