@@ -146,3 +146,24 @@ def test_write_groups_jsonl_round_trip(tmp_path):
             group.meta.pop("rows", None)
         assert [g.to_dict() for g in again] == [g.to_dict() for g in groups]
     assert again[1].meta == {"id": "conv-1"}
+
+
+def test_json_lines_are_read_as_they_are_used_not_all_at_once(tmp_path):
+    import tracemalloc
+
+    path = tmp_path / "big.jsonl"
+    response = "x" * 2000
+    with path.open("w") as f:
+        for i in range(4000):  # 16 MB of responses
+            f.write(json.dumps({"prompt": f"p{i}", "chosen": response + "a", "rejected": response + "b"}) + "\n")
+        f.write(json.dumps({"prompt": "last", "chosen": "a", "rejected": "b", "note": "only here"}) + "\n")
+    tracemalloc.start()
+    rows, columns = read_rows(path)
+    assert columns == ["prompt", "chosen", "rejected", "note"] and len(rows) == 4001
+    seen = sum(1 for row in rows if row["note"] is None)  # every row has every column
+    groups, _ = load_groups(path)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert seen == 4000 and len(groups) == 4001 and groups[-1].prompt == "last"
+    # the groups hold their texts (~16 MB); the rows were never held besides them
+    assert peak < 24e6, peak
