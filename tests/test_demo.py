@@ -122,6 +122,8 @@ def test_demo_reuses_cached_stages(tmp_path, capsys):
 def test_demo_config_errors(capsys):
     assert main(["demo", "--methods", "[dpo, nope]", "--output", "unused"]) == 2
     assert "unknown demo method" in capsys.readouterr().err
+    assert main(["demo", "--methods", "dpo", "--output", "unused"]) == 2  # a list on the command line is [a, b]
+    assert "must be a list, got 'dpo' (on the command line: --methods '[dpo]')" in capsys.readouterr().err
     assert main(["demo", "--task", "reverse", "--output", "unused"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

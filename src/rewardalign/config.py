@@ -193,7 +193,9 @@ def check_types(cls: type, data: dict[str, Any], what: str) -> None:
         if value is None or wanted is None:
             continue
         if isinstance(value, bool) != (wanted == (bool,)) or not isinstance(value, wanted):
-            raise ConfigError(f"{what} field {name} must be {_KINDS[wanted]}, got {value!r}")
+            hint = f" (on the command line: --{name} '[{value}]')" if wanted == (list, tuple) and isinstance(
+                value, str) else ""
+            raise ConfigError(f"{what} field {name} must be {_KINDS[wanted]}, got {value!r}{hint}")
 
 
 def from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
