@@ -331,3 +331,17 @@ def test_a_stage_is_built_once_when_two_processes_share_a_folder(tmp_path):
         t.join()
     assert len(builds) == 1 and results == [{"built": 1}, {"built": 1}]
     assert sorted(line.split()[-1] for line in logs) == ["cached", "s"]
+
+
+def test_a_stage_cut_short_is_built_again_even_under_its_old_settings(tmp_path):
+    """A rebuild under new settings that crashes has already overwritten the stage's outputs: the old settings'
+    marker must not vouch for them afterwards (a killed SFT left a world 'cached' with no model in it)."""
+    stages = Stages(tmp_path, lambda _m: None)
+    assert stages.run("sft", {"steps": 3}, lambda: {"built": "old"}) == {"built": "old"}
+
+    def crash():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        stages.run("sft", {"steps": 4}, crash)
+    assert stages.run("sft", {"steps": 3}, lambda: {"built": "again"}) == {"built": "again"}

@@ -91,6 +91,7 @@ def sft_baseline(cfg: DemoConfig, world: World, run_dir: str | Path) -> dict[str
         saved = json.loads(cache.read_text())
         if saved.get("key") == key:
             return json.loads((run_dir / "eval.json").read_text()) | {"rewards": saved["rewards"], "cached": True}
+    cache.unlink(missing_ok=True)
     result = evaluate_run(cfg, world, world.sft, run_dir)
     write_json(run_dir / "summary.json", {"objective": "sft", "steps": 0})
     write_json(cache, {"key": key, "rewards": result["rewards"]}, indent=None)
@@ -118,6 +119,7 @@ def run_method(cfg: DemoConfig, world: World, name: str, spec: MethodSpec, run_d
     marker = run_dir / "run_key.json"
     if cache and marker.is_file() and json.loads(marker.read_text()).get("key") == key:
         return json.loads(marker.read_text())["result"] | {"cached": True}
+    marker.unlink(missing_ok=True)  # a run cut short leaves no marker that vouches for its folder
     start = time.perf_counter()
     summary = align_method(cfg, world, spec, run_dir, data=data)
     result = evaluate_run(cfg, world, str(run_dir), run_dir, baseline_rewards)

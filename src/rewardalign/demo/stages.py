@@ -46,7 +46,8 @@ from .learning import GoldRewardStopping, StageDidNotLearn, quality_failures
 class Stages:
     """Completed stages of an output folder: ``.stages/<name>.json`` holds the key of the settings that built
     it; a stage whose key matches is not run again. A stage is built under its file lock (``.stages/<name>.lock``):
-    a second process on the same folder waits for it, then finds it cached, instead of writing into it too."""
+    a second process on the same folder waits for it, then finds it cached, instead of writing into it too. The
+    marker goes before a build starts and comes back when it ends, so a crash mid-build rebuilds the stage."""
 
     def __init__(self, root: Path, log: Callable[[str], None], reuse: bool = True):
         self.root = root
@@ -63,6 +64,7 @@ class Stages:
                 if saved.get("key") == key:
                     self.log(f"[{name}] cached")
                     return saved.get("result")
+            marker.unlink(missing_ok=True)  # a build cut short leaves no marker that vouches for its outputs
             start = time.perf_counter()
             result = build()
             seconds = time.perf_counter() - start
