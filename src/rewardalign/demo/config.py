@@ -163,7 +163,8 @@ class DemoConfig:
 
 QUICK: dict[str, Any] = {"prompts": 512, "align_steps": 40, "eval_prompts": 64, "eval_samples": 2}
 """What ``--quick`` changes: a smaller run (fewer preference prompts, alignment steps and evaluation samples); the
-stages that must learn keep the defaults' caps (SFT the task's, 2000 steps or arithmetic's 4000; the reward model 3 epochs).
+stages that must learn keep the defaults' caps (SFT the task's, 2000 steps or arithmetic's 4000; the reward
+model 3 epochs).
 Measured on tuning seed 1000 (``python benchmarks/claims.py --stages --quick``): with SFT capped at 1000 steps the
 tiny model had not learned arithmetic (held-out gold 0.35 against random responses' 0.24 and demonstrations'
 0.75: the quality gate stops the demo; a learning rate of 3e-3 instead of 1e-3 gave arithmetic 0.41 but sort 0.45
