@@ -120,7 +120,7 @@ def _text(path: Path) -> str:
         raise DataSourceError(path, _utf8_problem(data[skip:], err, skip), line=line) from None
 
 
-def _read_json(path: Path, on_error: str = "raise", report: DropReport | None = None) -> Sequence[Row]:
+def _read_json(path: Path, on_error: str = "raise", report: DropReport | None = None) -> Iterable[Row]:
     with path.open("rb") as f:
         head = f.read(4096)
     if not head.removeprefix(BOM).lstrip().startswith(b"["):
@@ -197,8 +197,9 @@ def source_name(source: Any) -> str | None:
 
 
 def read_rows(source: Any, *, split: str | None = None, on_error: str = "raise",
-              report: DropReport | None = None) -> tuple[Sequence[Row], list[str]]:
-    """The rows of ``source`` (see the module docstring) and its column names.
+              report: DropReport | None = None) -> tuple[Iterable[Row], list[str]]:
+    """The rows of ``source`` (see the module docstring) and its column names. A JSON Lines file's rows are a
+    :class:`JsonlRows`, read again on each iteration; other sources' are a list or a ``datasets.Dataset``.
 
     A ``DatasetDict`` needs ``split`` unless it has exactly one split; other sources ignore it. Like a
     table (and a ``Dataset``), every row has every column: None where a JSON object lacks the key.
