@@ -239,3 +239,12 @@ def test_console_script_runs_nope_fails_at_once(workspace):
     assert proc.stderr.strip().splitlines()[-1] == (
         "rewardalign align: error: model 'runs/nope' does not exist (no such directory; a Hub model is named "
         "org/name)")
+
+
+def test_a_missing_model_directory_is_said_to_have_been_tried_as_a_hub_id(tmp_path):
+    from rewardalign.modeling.loading import _cannot_load
+
+    missing = str(tmp_path / "runs" / "sft")  # looks like org/name to the Hub once it is not here
+    assert "no directory" in str(_cannot_load("the model", missing, OSError("offline")))
+    assert "tried as a Hub id" in str(_cannot_load("the model", missing, OSError("offline")))
+    assert "Hub id" not in str(_cannot_load("the model", str(tmp_path), OSError("no config.json")))

@@ -38,7 +38,15 @@ def load_causal_lm(
         return AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code,
                                                     **extra)
     except OSError as err:  # transformers' word for files it cannot find or read (local or on the Hub)
-        raise ConfigError(f"cannot load the model '{path}': {err}") from err
+        raise _cannot_load("the model", path, err) from err
+
+
+def _cannot_load(what: str, path: str | Path, err: OSError) -> ConfigError:
+    """transformers' error, and where ``path`` is no local directory, that it was tried as a Hub id (a missing
+    ``runs/sft`` and the Hub model ``org/name`` look alike)."""
+    local = "" if Path(path).expanduser().exists() else (
+        f" (no directory '{Path(path).expanduser().resolve()}' here, so it was tried as a Hub id)")
+    return ConfigError(f"cannot load {what} '{path}'{local}: {err}")
 
 
 def apply_lora(model: torch.nn.Module, lora: dict[str, Any]) -> torch.nn.Module:
@@ -56,7 +64,7 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
     except OSError as err:
-        raise ConfigError(f"cannot load the tokenizer of '{path}': {err}") from err
+        raise _cannot_load("the tokenizer of", path, err) from err
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
