@@ -15,7 +15,8 @@ Measured, each in a fresh subprocess, side by side in one run:
   ``--procs`` forked processes, after the texts are in memory. Nothing is kept, converted or written.
 - ``rewardalign``: ``run_align`` with ``objective: simpo``, ``max_steps: 1`` on the UltraFeedback file
   (K = 4 groups) and on the pairs file (K = 2), from process launch to the end of the first optimizer
-  step; ``cold``: an empty cache directory, ``warm``: the same directory again.
+  step; ``cold``: an empty cache directory, ``warm``: the same directory again. The pipeline tokenises this
+  plain text in its own process on the fast tokenizer's threads, ``--procs`` of them (``RAYON_NUM_THREADS``).
 - ``trl``: TRL's ``DPOTrainer`` on the pairs file (``load_dataset("json")``, ``dataset_num_proc=--procs``),
   same model, batch size (``--batch-size``, default 1 group or pair: model time is not what is measured) and
   ``max_length``; cold: an empty ``HF_DATASETS_CACHE``, warm: the same again.
@@ -214,8 +215,10 @@ def child_floor(spec: dict) -> None:
 
 
 def child_rewardalign(spec: dict) -> None:
+    # The pipeline tokenises plain text in this process on the fast tokenizer's threads: as many as the
+    # floor's processes (rayon reads this before its first parallel call).
+    os.environ["RAYON_NUM_THREADS"] = str(spec["procs"])
     sys.path.insert(0, str(ROOT / "src"))
-    from rewardalign.data import pipeline
     from rewardalign.train import align, data
 
     result: dict = {"imported_s": time.time() - spec["launch"], "imported_cpu_s": _usage()["cpu_s"]}
@@ -231,7 +234,6 @@ def child_rewardalign(spec: dict) -> None:
         return out
 
     data.prepare_dataset = timed  # what run_align's data preparation calls
-    pipeline.default_num_proc = lambda n: spec["procs"]  # as many tokenising processes as the floor's
     config = {
         "model": spec["model"], "data": spec["data"], "objective": "simpo", "max_steps": 1,
         "max_length": MAX_LENGTH, "per_device_train_batch_size": spec["batch_size"], "learning_rate": 1e-5,

@@ -316,6 +316,25 @@ def test_two_processes_give_the_same_data_set(tokenizer, cache):
     assert len(list((cache / "two").glob("*/tokenized_*.arrow"))) == 2
 
 
+def test_plain_text_is_tokenised_here_and_chat_templates_in_processes(tokenizer, cache, monkeypatch,
+                                                                       count_tokenisation):
+    """By default a fast tokenizer on plain text works in this process (on its own threads: no copies of
+    the process); chat templates, rendered in Python, and ``TOKENIZERS_PARALLELISM=false`` get processes."""
+    monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    n = 2 * pipeline.MIN_GROUPS_PER_PROCESS  # enough groups for two processes
+    plain = [{"prompt": f"add {i} and 1 =", "responses": [f" {i + 1}", " no"]} for i in range(n)]
+    prepare_dataset(plain, tokenizer, TokenizeConfig(max_length=32), format="group", cache_dir=cache)
+    assert count_tokenisation["groups"] == n  # every group in this process
+    chats = [{"prompt": [{"role": "user", "content": f"add {i} and 1"}], "responses": [f"{i + 1}", "no"]}
+             for i in range(n)]
+    dataset, _ = prepare_dataset(chats, tokenizer, TokenizeConfig(max_length=64), format="group", cache_dir=cache)
+    assert count_tokenisation["groups"] == n and len(dataset) == n  # in two worker processes
+    assert len(list(cache.glob("*/tokenized_*.arrow"))) == 2
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    prepare_dataset(plain, tokenizer, TokenizeConfig(max_length=31), format="group", cache_dir=cache)
+    assert count_tokenisation["groups"] == n and len(list(cache.glob("*/tokenized_*.arrow"))) == 4
+
+
 def test_load_errors_name_the_file_row_and_field(tokenizer, cache, tmp_path):
     from rewardalign.data.schema import DataError, DataFileNotFoundError
 

@@ -4,9 +4,10 @@
 
 1. the source is read and converted as :func:`rewardalign.data.load_groups` does (same formats, same errors
    naming the file, row and field, same ``on_error``), and the groups are streamed into an Arrow file;
-2. that file, memory-mapped, is tokenised with ``datasets.Dataset.map`` (batched, ``num_proc`` processes) by
+2. that file, memory-mapped, is tokenised with ``datasets.Dataset.map`` (batched) by
    :func:`rewardalign.data.tokenize.tokenize_batch`: the same token ids as :func:`tokenize_group`, boundary
-   rule and chat templates included;
+   rule and chat templates included; in this process on the fast tokenizer's own threads, or in
+   ``num_proc`` processes where the work is Python's (:func:`default_num_proc`);
 3. the result (token ids, feedback, lengths) is kept in the cache under a key of the content it depends on:
    the data (the bytes of a file, the fingerprint of a ``datasets`` object), the load options, the
    tokenizer's content (vocabulary, merges, special tokens, chat template), the tokenise settings and the
@@ -43,7 +44,7 @@ from .tokenize import TokenizeConfig, TokenizedGroup, TokenizeStats, tokenize_ba
 CACHE_ENV = "REWARDALIGN_CACHE"
 CODE_MODULES = ("schema", "formats", "loaders", "tokenize", "pipeline")
 """The modules whose source is part of the cache key: a change of how data is read or tokenised is a miss."""
-GROUP_BATCH = 1000  # groups per Arrow record batch and per tokenizer call
+GROUP_BATCH = 250  # groups per Arrow record batch and per tokenizer call
 MIN_GROUPS_PER_PROCESS = 2000  # fewer groups than this per process: tokenise in this process
 
 _CHAT, _ESCAPE = "\x1e", "\x1f"
@@ -311,17 +312,19 @@ def _tokenized_features() -> Any:
     })
 
 
-def _write_groups(groups: Any, path: Path) -> int:
-    """Stream groups into an Arrow IPC stream file (what ``Dataset.from_file`` memory-maps); their count."""
+def _write_groups(groups: Any, path: Path) -> tuple[int, int]:
+    """Stream groups into an Arrow IPC stream file (what ``Dataset.from_file`` memory-maps); the count of
+    groups and of those with a message-list prompt (rendered by a chat template, in Python)."""
     import pyarrow as pa
 
     schema = _groups_schema()
-    n = 0
+    n = chats = 0
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
         batch: dict[str, list] = {name: [] for name in schema.names}
         for group in groups:
             batch["index"].append(n)
             batch["prompt"].append(encode_text(group.prompt))
+            chats += not isinstance(group.prompt, str)
             batch["responses"].append([encode_text(r) for r in group.responses])
             for name in ("rewards", "scores", "labels", "reward_members"):
                 batch[name].append(getattr(group, name))
@@ -331,7 +334,7 @@ def _write_groups(groups: Any, path: Path) -> int:
                 batch = {name: [] for name in schema.names}
         if batch["index"]:
             writer.write_batch(pa.RecordBatch.from_pydict(batch, schema=schema))
-    return n
+    return n, chats
 
 
 def _tokenize_rows(batch: dict[str, list], tokenizer: Any, config: TokenizeConfig, parent: int) -> dict[str, list]:
@@ -359,9 +362,14 @@ def _tokenize_rows(batch: dict[str, list], tokenizer: Any, config: TokenizeConfi
     return out
 
 
-def default_num_proc(n_groups: int) -> int:
-    """Processes for tokenising ``n_groups``: the CPUs this process may use, at least
-    MIN_GROUPS_PER_PROCESS groups each (1: tokenise here)."""
+def default_num_proc(n_groups: int, tokenizer: Any = None, templated: bool = False) -> int:
+    """Processes for tokenising ``n_groups``. 1 (tokenise in this process) for a fast tokenizer on plain text:
+    its batch calls run on every CPU in the tokenizer's own threads, with no copy of this process. Otherwise
+    (a slow tokenizer, chat templates rendered in Python, ``TOKENIZERS_PARALLELISM`` off) the CPUs this
+    process may use, at least MIN_GROUPS_PER_PROCESS groups each."""
+    threads = os.environ.get("TOKENIZERS_PARALLELISM", "true").lower() not in ("false", "0", "off", "no")
+    if getattr(tokenizer, "is_fast", False) and not templated and threads:
+        return 1
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -378,12 +386,13 @@ def _build(source: Any, tokenizer: Any, config: TokenizeConfig, load: dict[str, 
     groups = iter_groups(source, load["format"], split=load["split"], on_error=load["on_error"],
                          score_range=load["score_range"], expected_k=load["expected_k"], report=report,
                          **format_options)
-    n = _write_groups(groups, work / "groups.arrow")
+    n, chats = _write_groups(groups, work / "groups.arrow")
     meta: dict[str, Any] = {"groups": n, "files": [], "load_drops": report.rows, "tokenize_drops": []}
     stats = TokenizeStats()
     if n:
         grouped = datasets.Dataset.from_file(str(work / "groups.arrow"))
-        procs = num_proc if num_proc is not None else default_num_proc(n)
+        templated = chats > 0 or config.chat_template == "always"
+        procs = num_proc if num_proc is not None else default_num_proc(n, tokenizer, templated)
         procs = max(1, min(procs, n))
         tokenized = grouped.map(
             _tokenize_rows, batched=True, batch_size=GROUP_BATCH, num_proc=procs if procs > 1 else None,
