@@ -4,10 +4,11 @@
 
 1. the source is read and converted as :func:`rewardalign.data.load_groups` does (same formats, same errors
    naming the file, row and field, same ``on_error``), and the groups are streamed into an Arrow file;
-2. that file, memory-mapped, is tokenised with ``datasets.Dataset.map`` (batched) by
-   :func:`rewardalign.data.tokenize.tokenize_batch`: the same token ids as :func:`tokenize_group`, boundary
-   rule and chat templates included; in this process on the fast tokenizer's own threads, or in
-   ``num_proc`` processes where the work is Python's (:func:`default_num_proc`);
+2. that file is tokenised batch by batch by :func:`rewardalign.data.tokenize.tokenize_batch` (the same token
+   ids as :func:`tokenize_group`, boundary rule and chat templates included) into an Arrow file of
+   ``datasets``' own format: in this process on the fast tokenizer's threads, or, where the work is Python's
+   (chat templates, a slow tokenizer), by ``datasets.Dataset.map`` in ``num_proc`` processes
+   (:func:`default_num_proc`);
 3. the result (token ids, feedback, lengths) is kept in the cache under a key of the content it depends on:
    the data (the bytes of a file, the fingerprint of a ``datasets`` object), the load options, the
    tokenizer's content (vocabulary, merges, special tokens, chat template), the tokenise settings and the
@@ -48,6 +49,7 @@ GROUP_BATCH = 250  # groups per Arrow record batch and per tokenizer call
 MIN_GROUPS_PER_PROCESS = 2000  # fewer groups than this per process: tokenise in this process
 
 _CHAT, _ESCAPE = "\x1e", "\x1f"
+_FEEDBACK = ("rewards", "scores", "labels", "reward_members")
 
 
 def encode_text(text: Text) -> str:
@@ -326,7 +328,7 @@ def _write_groups(groups: Any, path: Path) -> tuple[int, int]:
             batch["prompt"].append(encode_text(group.prompt))
             chats += not isinstance(group.prompt, str)
             batch["responses"].append([encode_text(r) for r in group.responses])
-            for name in ("rewards", "scores", "labels", "reward_members"):
+            for name in _FEEDBACK:
                 batch[name].append(getattr(group, name))
             n += 1
             if len(batch["index"]) == GROUP_BATCH:
@@ -338,7 +340,7 @@ def _write_groups(groups: Any, path: Path) -> tuple[int, int]:
 
 
 def _tokenize_rows(batch: dict[str, list], tokenizer: Any, config: TokenizeConfig, parent: int) -> dict[str, list]:
-    """The ``map`` function: one batch of groups to token ids, lengths and what tokenisation did."""
+    """One batch of groups (the ``map`` function) to token ids, lengths and what tokenisation did."""
     if os.getpid() != parent:  # a worker of num_proc > 1: one thread each, the processes share the CPUs
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
     prompts = [decode_text(p) for p in batch["prompt"]]
@@ -360,6 +362,25 @@ def _tokenize_rows(batch: dict[str, list], tokenizer: Any, config: TokenizeConfi
         if fixed.dropped:  # nothing of a dropped group is read again
             out["prompt_ids"][row], out["response_ids"][row] = [], []
     return out
+
+
+def _tokenize_here(source: Path, target: Path, tokenizer: Any, config: TokenizeConfig, n: int) -> None:
+    """What the ``map`` of :func:`_build` writes, done in this process: the groups read from the stream file
+    batch by batch into memory that is freed after each (a memory-mapped file would keep every page read
+    resident until it is closed), tokenised, and written as the same Arrow file."""
+    import pyarrow as pa
+    from datasets.arrow_writer import ArrowWriter
+    from datasets.utils.tqdm import tqdm
+
+    writer = ArrowWriter(features=_tokenized_features(), path=str(target))
+    with pa.OSFile(str(source)) as stream, tqdm(total=n, desc="tokenising", unit=" examples") as bar:
+        for batch in pa.ipc.open_stream(stream):
+            rows = batch.to_pydict()
+            out = _tokenize_rows(rows, tokenizer, config, os.getpid())
+            writer.write_batch(out | {name: rows[name] for name in ("index", *_FEEDBACK)})
+            bar.update(batch.num_rows)
+    writer.finalize()
+    writer.close()
 
 
 def default_num_proc(n_groups: int, tokenizer: Any = None, templated: bool = False) -> int:
@@ -390,16 +411,22 @@ def _build(source: Any, tokenizer: Any, config: TokenizeConfig, load: dict[str, 
     meta: dict[str, Any] = {"groups": n, "files": [], "load_drops": report.rows, "tokenize_drops": []}
     stats = TokenizeStats()
     if n:
-        grouped = datasets.Dataset.from_file(str(work / "groups.arrow"))
         templated = chats > 0 or config.chat_template == "always"
         procs = num_proc if num_proc is not None else default_num_proc(n, tokenizer, templated)
         procs = max(1, min(procs, n))
-        tokenized = grouped.map(
-            _tokenize_rows, batched=True, batch_size=GROUP_BATCH, num_proc=procs if procs > 1 else None,
-            fn_kwargs={"tokenizer": tokenizer, "config": config, "parent": os.getpid()}, remove_columns=["prompt", "responses"],
-            features=_tokenized_features(), cache_file_name=str(work / "tokenized.arrow"),
-            load_from_cache_file=False, new_fingerprint=work.name, desc="tokenising",
-        )
+        if procs == 1:
+            _tokenize_here(work / "groups.arrow", work / "tokenized.arrow", tokenizer, config, n)
+            tokenized = datasets.Dataset.from_file(str(work / "tokenized.arrow"))
+        else:
+            grouped = datasets.Dataset.from_file(str(work / "groups.arrow"))
+            tokenized = grouped.map(
+                _tokenize_rows, batched=True, batch_size=GROUP_BATCH, num_proc=procs,
+                fn_kwargs={"tokenizer": tokenizer, "config": config, "parent": os.getpid()},
+                remove_columns=["prompt", "responses"], features=_tokenized_features(),
+                cache_file_name=str(work / "tokenized.arrow"), load_from_cache_file=False, new_fingerprint=work.name,
+                desc="tokenising",
+            )
+            del grouped
         table = tokenized.data
         errors = table.column("error")
         if errors.null_count < len(errors):
@@ -417,7 +444,7 @@ def _build(source: Any, tokenizer: Any, config: TokenizeConfig, load: dict[str, 
         reason = too_long_reason(config)
         meta["tokenize_drops"] = [[int(i), reason] for i in np.flatnonzero(dropped)]
         meta["files"] = [Path(f["filename"]).name for f in tokenized.cache_files]
-        del grouped, tokenized, table
+        del tokenized, table
     (work / "groups.arrow").unlink()
     meta["stats"] = stats.as_dict()
     return meta

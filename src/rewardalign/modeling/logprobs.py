@@ -95,8 +95,11 @@ class _LinearLogProbs(torch.autograd.Function):
                 logits = nn.functional.linear(hidden[start:end].to(dtype), w, b).float()
                 if scale != 1.0:
                     logits.mul_(scale)
-                lse[start:end] = torch.logsumexp(logits, dim=-1)
-                out[start:end] = logits.gather(-1, targets[start:end, None]).squeeze(-1) - lse[start:end]
+                picked = logits.gather(-1, targets[start:end, None]).squeeze(-1)
+                # log-sum-exp in place: no second [rows, V] buffer
+                top = logits.amax(-1, keepdim=True)
+                lse[start:end] = logits.sub_(top).exp_().sum(-1).log_().add_(top.squeeze(-1))
+                out[start:end] = picked - lse[start:end]
         ctx.save_for_backward(hidden, weight, bias, targets, lse)
         ctx.scale, ctx.rows, ctx.dtype = scale, rows, dtype
         return out
