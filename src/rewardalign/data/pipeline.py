@@ -315,8 +315,9 @@ def _tokenized_features() -> Any:
 
 
 def _write_groups(groups: Any, path: Path) -> tuple[int, int]:
-    """Stream groups into an Arrow IPC stream file (what ``Dataset.from_file`` memory-maps); the count of
-    groups and of those with a message-list prompt (rendered by a chat template, in Python)."""
+    """Stream groups into an Arrow IPC stream file (read back batch by batch, or memory-mapped by
+    ``Dataset.from_file`` for ``map``); the count of groups and of those with a message-list prompt (rendered
+    by a chat template, in Python)."""
     import pyarrow as pa
 
     schema = _groups_schema()
