@@ -17,6 +17,8 @@ Measured, each in a fresh subprocess, side by side in one run:
   (K = 4 groups) and on the pairs file (K = 2), from process launch to the end of the first optimizer
   step; ``cold``: an empty cache directory, ``warm``: the same directory again. The pipeline tokenises this
   plain text in its own process on the fast tokenizer's threads, ``--procs`` of them (``RAYON_NUM_THREADS``).
+- ``imports``: a process that imports torch and transformers' model code and stops: the floor under any
+  first step of a trainer built on them, warm cache or not.
 - ``trl``: TRL's ``DPOTrainer`` on the pairs file (``load_dataset("json")``, ``dataset_num_proc=--procs``),
   same model, batch size (``--batch-size``, default 1 group or pair: model time is not what is measured) and
   ``max_length``; cold: an empty ``HF_DATASETS_CACHE``, warm: the same again.
@@ -243,6 +245,14 @@ def child_rewardalign(spec: dict) -> None:
     align.run_align(config, callbacks=[_first_step_callback(spec, result)])
 
 
+def child_imports(spec: dict) -> None:
+    """The import floor of any trainer built on transformers: torch and transformers' model code, nothing else."""
+    import torch  # noqa: F401
+    import transformers.modeling_utils  # noqa: F401
+
+    _finish(spec, {"first_step_s": time.time() - spec["launch"]})
+
+
 def child_trl(spec: dict) -> None:
     import datasets
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -267,7 +277,7 @@ def child_trl(spec: dict) -> None:
     trainer.train()
 
 
-CHILDREN = {"floor": child_floor, "rewardalign": child_rewardalign, "trl": child_trl,
+CHILDREN = {"floor": child_floor, "rewardalign": child_rewardalign, "trl": child_trl, "imports": child_imports,
             "prepare": lambda spec: prepare(Path(spec["work"]), spec["prompts"])}
 
 
@@ -321,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", type=int, default=20000, help="prompts (groups) to generate: 20000, 60000")
     parser.add_argument("--procs", type=int, default=2, help="processes for tokenisation (every system)")
     parser.add_argument("--batch-size", type=int, default=1, help="groups (pairs) of the first step")
-    parser.add_argument("--systems", default="floor,rewardalign,rewardalign-pairs,trl")
+    parser.add_argument("--systems", default="imports,floor,rewardalign,rewardalign-pairs,trl")
     parser.add_argument("--work", type=Path, default=Path(".cache/bench/data_pipeline"),
                         help="where data, model and runs go (reused across runs)")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
@@ -347,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         return {"model": files["model"], "data": data, "procs": args.procs, "batch_size": args.batch_size,
                 "output_dir": str(runs / name), **extra}
 
+    if "imports" in systems:
+        results["imports"] = run_child("imports", spec("imports", files["pairs"]))
     for name, data in (("rewardalign", files["data"]), ("rewardalign-pairs", files["pairs"])):
         if name in systems and "floor" in systems:
             floor = "floor" if name == "rewardalign" else "floor-pairs"
@@ -378,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 WHAT = {
+    "imports": "import torch and transformers' model code only (every transformers-based trainer's floor)",
     "floor": f"tokenisation only: every prompt and response once (K = {K})",
     "floor-pairs": "tokenisation only: every prompt, chosen and rejected once",
     "rewardalign": f"align simpo, UltraFeedback groups (K = {K})",
@@ -442,7 +455,8 @@ def report(results: dict[str, dict], args: argparse.Namespace) -> str:
                 f"wall, {ratio(since_import(warm, True), since_import(cold, True))} CPU; from launch "
                 f"{ratio(get(warm, 'first_step_s'), get(cold, 'first_step_s'))} wall, "
                 f"{ratio(get(warm, 'cpu_s'), get(cold, 'cpu_s'))} CPU; data preparation {get(warm, 'data_s'):.2f} s vs "
-                f"{get(cold, 'data_s'):.1f} s")
+                f"{get(cold, 'data_s'):.1f} s; the import floor alone / first run {ratio(get('imports', 'first_step_s'), get(cold, 'first_step_s'))} wall, "
+                f"{ratio(get('imports', 'cpu_s'), get(cold, 'cpu_s'))} CPU")
     for state in ("cold", "warm"):
         ours, theirs = f"rewardalign-pairs {state}", f"trl {state}"
         if get(ours, "first_step_s") is not None and get(theirs, "first_step_s") is not None:

@@ -177,6 +177,7 @@ def run_align(cfg: AlignConfig | dict[str, Any], callbacks: list | None = None) 
     if eval_tok:
         check_data_fits(cfg.objective, objective_args, eval_tok.feedback(), cfg.eval_data or cfg.data)
     objective_args = resolve_auto_hparams(objective_args, train_feedback)
+    del train_feedback  # an object per group: not held through training
 
     set_seed(args.seed)
 
