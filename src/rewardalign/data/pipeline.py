@@ -486,13 +486,14 @@ def prepare_dataset(
     if on_error not in ("raise", "drop"):
         raise ValueError(f"on_error must be 'raise' or 'drop', got {on_error!r}")
     max_bytes = cache.default_max_bytes()  # a bad $REWARDALIGN_CACHE_MAX_GB fails before any work
-    if isinstance(source, (str, os.PathLike)) and source_fingerprint(source, split) is None:
+    fingerprint = source_fingerprint(source, split)  # a file's content is read once, here
+    if isinstance(source, (str, os.PathLike)) and fingerprint is None:
         from .loaders import _open  # a Hub name: load it once, then fingerprint the Dataset
 
         path = Path(source).expanduser()
         if not path.exists() and not path.suffix and not os.fspath(source).startswith(("/", ".", "~")):
             source = _open(source, split)
-    fingerprint = source_fingerprint(source, split)
+            fingerprint = source_fingerprint(source, split)
     load = {"format": format, "split": split, "on_error": on_error, "score_range": list(score_range),
             "expected_k": expected_k, "options": format_options}
     if fingerprint is None:  # a path that is no file: let the loader say what is wrong
