@@ -345,6 +345,33 @@ def test_a_data_file_is_read_once_for_its_fingerprint(tokenizer, cache, monkeypa
     assert reads == [DATA / "groups.jsonl"] * 2
 
 
+def test_an_objectives_needs_are_checked_on_the_columns(tokenizer, cache):
+    """check_data_fits reads the data set's columns and names the first group, in view order, that lacks what
+    the objective needs; an ensemble's members may stand in for rewards, rewards for members."""
+    from rewardalign.data.schema import DataError
+    from rewardalign.train.data import check_data_fits
+
+    rows = [
+        {"prompt": "a", "responses": [" x", " y"], "rewards": [1.0, 0.0], "labels": [1, 0]},
+        {"prompt": "b", "responses": [" x", " y"], "reward_members": [[1.0, 0.0], [0.5, 0.5]]},
+        {"prompt": "c", "responses": [" x", " y"], "scores": [0.2, 0.9]},
+        {"prompt": "d", "responses": [" x"], "rewards": [1.0], "labels": [1], "scores": [0.5]},
+    ]
+    data, _ = prepare_dataset(rows, tokenizer, TokenizeConfig(max_length=32), format="group", cache_dir=cache)
+    with pytest.raises(DataError, match=r"row 1, field 'rewards': objective 'dro' needs rewards"):
+        check_data_fits("dro", {}, data, "g.jsonl")
+    with pytest.raises(DataError, match=r"row 2, field 'reward_members': objective 'edpo' needs reward_members"):
+        check_data_fits("edpo", {}, data, "g.jsonl")
+    with pytest.raises(DataError, match=r"row 0, field 'scores'"):
+        check_data_fits("una_score_mse", {}, data, "g.jsonl")
+    with pytest.raises(DataError, match=r"row 3, field 'responses': objective 'dpo' needs K >= 2 .* has 1"):
+        check_data_fits("dpo", {}, data, "g.jsonl")
+    later = data.split(0.5, 0)[0]  # a view: positions and indices within it
+    expected = next(g.index for g in later if g.rewards is None)
+    with pytest.raises(DataError, match=rf"row {expected}, field 'rewards'"):
+        check_data_fits("dro", {}, later, "g.jsonl")
+
+
 def test_load_errors_name_the_file_row_and_field(tokenizer, cache, tmp_path):
     from rewardalign.data.schema import DataError, DataFileNotFoundError
 

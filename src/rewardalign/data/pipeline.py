@@ -186,9 +186,12 @@ class TokenizedDataset:
     def ks(self) -> list[int]:
         return self._column("k").tolist()
 
-    def first_missing(self, name: str) -> int | None:
-        """Position of the first group without feedback ``name`` (rewards, scores, labels, reward_members)."""
-        missing = np.asarray(self.data.data.column(name).is_null().to_numpy(zero_copy_only=False))[self.rows]
+    def first_missing(self, *names: str) -> int | None:
+        """Position of the first group that has none of the feedback ``names`` (rewards, scores, labels,
+        reward_members)."""
+        missing = np.ones(len(self.rows), dtype=bool)
+        for name in names:
+            missing &= np.asarray(self.data.data.column(name).is_null().to_numpy(zero_copy_only=False))[self.rows]
         hits = np.flatnonzero(missing)
         return int(hits[0]) if len(hits) else None
 

@@ -172,12 +172,11 @@ def run_align(cfg: AlignConfig | dict[str, Any], callbacks: list | None = None) 
             check_data_path(path)
     tokenizer = load_tokenizer(cfg.model)  # the data are read and tokenised in one pass, then checked
     train_tok, eval_tok, tok_stats, drops = prepare_training_data(cfg, tokenizer, tok_cfg, args.seed)
-    train_feedback = train_tok.feedback()
-    check_data_fits(cfg.objective, objective_args, train_feedback, cfg.data)
+    check_data_fits(cfg.objective, objective_args, train_tok, cfg.data)
     if eval_tok:
-        check_data_fits(cfg.objective, objective_args, eval_tok.feedback(), cfg.eval_data or cfg.data)
-    objective_args = resolve_auto_hparams(objective_args, train_feedback)
-    del train_feedback  # an object per group: not held through training
+        check_data_fits(cfg.objective, objective_args, eval_tok, cfg.eval_data or cfg.data)
+    if objective_args.get("z0") == "auto":  # groups built only for what is estimated from them
+        objective_args = resolve_auto_hparams(objective_args, train_tok.feedback())
 
     set_seed(args.seed)
 

@@ -7,9 +7,10 @@ import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..config import ConfigError, RunFields, check_data_path
 from ..data import DropReport, Group, load_groups
-from ..data.formats import group_ref
 from ..data.pipeline import TokenizedDataset, prepare_dataset
 from ..data.schema import DataError
 from ..data.tokenize import TokenizeConfig, TokenizeStats
@@ -73,35 +74,31 @@ def check_objective(name: str, args: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(str(err)) from err
 
 
-def _where(group: Any) -> Any:
-    """How a check names a group: its source row and prompt, or (a tokenised group) its index in the data."""
-    return group_ref(group) if hasattr(group, "prompt") else group.index
-
-
-def check_data_fits(objective: str, hparams: dict[str, Any], groups: list[Group], source: str) -> None:
-    """The data must carry what the objective needs; the error names the first group that lacks it."""
+def check_data_fits(objective: str, hparams: dict[str, Any], data: TokenizedDataset, source: str) -> None:
+    """The data must carry what the objective needs; the error names the first group that lacks it (read from
+    the data set's columns, no group is built)."""
     needs = get_objective(objective).requirements(hparams)
-    wanted = [("rewards", needs.rewards and not needs.ensemble), ("reward_members", needs.ensemble),
-              ("scores", needs.scores), ("labels", needs.labels)]
-    for name, needed in wanted:
-        if not needed:
-            continue
-        for g in groups:
-            has = getattr(g, name) is not None or (name == "reward_members" and g.rewards is not None)
-            if not has:
-                hint = {
-                    "rewards": "annotate the data with a reward source (rewardalign annotate) or choose a "
-                               "preference objective such as dpo",
-                    "reward_members": "annotate with an ensemble reward model",
-                    "scores": "give scores in [0, 1] (annotate with a transform, e.g. sigmoid or minmax)",
-                    "labels": "give binary labels (the binary format) or choose another objective",
-                }[name]
-                raise DataError(_where(g), name, f"objective '{objective}' needs {name} and this group of "
-                                                    f"{source} has none: {hint}")
-    for g in groups:
-        if g.k < needs.min_k:
-            raise DataError(_where(g), "responses", f"objective '{objective}' needs K >= {needs.min_k} responses per "
-                                            f"group, this group of {source} has {g.k}")
+    wanted = [(("rewards",), needs.rewards and not needs.ensemble), (("reward_members", "rewards"), needs.ensemble),
+              (("scores",), needs.scores), (("labels",), needs.labels)]
+    hints = {
+        "rewards": "annotate the data with a reward source (rewardalign annotate) or choose a preference objective "
+                   "such as dpo",
+        "reward_members": "annotate with an ensemble reward model",
+        "scores": "give scores in [0, 1] (annotate with a transform, e.g. sigmoid or minmax)",
+        "labels": "give binary labels (the binary format) or choose another objective",
+    }
+    for names, needed in wanted:
+        first = data.first_missing(*names) if needed else None
+        if first is not None:
+            name = names[0]
+            raise DataError(int(data.index[first]), name, f"objective '{objective}' needs {name} and this group of "
+                                                          f"{source} has none: {hints[name]}")
+    ks = np.asarray(data.ks)
+    short = np.flatnonzero(ks < needs.min_k)
+    if len(short):
+        first = int(short[0])
+        raise DataError(int(data.index[first]), "responses", f"objective '{objective}' needs K >= {needs.min_k} "
+                                                             f"responses per group, this group of {source} has {ks[first]}")
 
 
 def split_eval(groups: list[Group], fraction: float, seed: int) -> tuple[list[Group], list[Group]]:
