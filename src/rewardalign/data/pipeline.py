@@ -40,7 +40,14 @@ from ..fingerprint import file_digest, hash_json, path_fingerprint, tokenizer_fi
 from . import cache
 from .loaders import is_saved_dataset, iter_groups
 from .schema import DataError, DropReport, Text
-from .tokenize import TokenizeConfig, TokenizedGroup, TokenizeStats, tokenize_batch, too_long_reason
+from .tokenize import (
+    TokenizeConfig,
+    TokenizedGroup,
+    TokenizeStats,
+    tokenize_batch,
+    too_long_reason,
+    uses_chat,
+)
 
 CACHE_ENV = "REWARDALIGN_CACHE"
 CODE_MODULES = ("schema", "formats", "loaders", "tokenize", "pipeline")
@@ -317,20 +324,20 @@ def _tokenized_features() -> Any:
     })
 
 
-def _write_groups(groups: Any, path: Path) -> tuple[int, int]:
+def _write_groups(groups: Any, path: Path, chat_mode: str) -> tuple[int, int]:
     """Stream groups into an Arrow IPC stream file (read back batch by batch, or memory-mapped by
-    ``Dataset.from_file`` for ``map``); the count of groups and of those with a message-list prompt (rendered
-    by a chat template, in Python)."""
+    ``Dataset.from_file`` for ``map``); the count of groups and of those a chat template renders (in Python)
+    under ``chat_mode``, the tokenise setting ``chat_template``."""
     import pyarrow as pa
 
     schema = _groups_schema()
-    n = chats = 0
+    n = templated = 0
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
         batch: dict[str, list] = {name: [] for name in schema.names}
         for group in groups:
             batch["index"].append(n)
             batch["prompt"].append(encode_text(group.prompt))
-            chats += not isinstance(group.prompt, str)
+            templated += uses_chat(group.prompt, chat_mode)
             batch["responses"].append([encode_text(r) for r in group.responses])
             for name in _FEEDBACK:
                 batch[name].append(getattr(group, name))
@@ -340,7 +347,7 @@ def _write_groups(groups: Any, path: Path) -> tuple[int, int]:
                 batch = {name: [] for name in schema.names}
         if batch["index"]:
             writer.write_batch(pa.RecordBatch.from_pydict(batch, schema=schema))
-    return n, chats
+    return n, templated
 
 
 def _tokenize_rows(batch: dict[str, list], tokenizer: Any, config: TokenizeConfig, parent: int) -> dict[str, list]:
@@ -411,12 +418,11 @@ def _build(source: Any, tokenizer: Any, config: TokenizeConfig, load: dict[str, 
     groups = iter_groups(source, load["format"], split=load["split"], on_error=load["on_error"],
                          score_range=load["score_range"], expected_k=load["expected_k"], report=report,
                          **format_options)
-    n, chats = _write_groups(groups, work / "groups.arrow")
+    n, templated = _write_groups(groups, work / "groups.arrow", config.chat_template)
     meta: dict[str, Any] = {"groups": n, "files": [], "load_drops": report.rows, "tokenize_drops": []}
     stats = TokenizeStats()
     if n:
-        templated = chats > 0 or config.chat_template == "always"
-        procs = num_proc if num_proc is not None else default_num_proc(n, tokenizer, templated)
+        procs = num_proc if num_proc is not None else default_num_proc(n, tokenizer, templated > 0)
         procs = max(1, min(procs, n))
         if procs == 1:
             _tokenize_here(work / "groups.arrow", work / "tokenized.arrow", tokenizer, config, n)

@@ -122,7 +122,8 @@ def _plain(text: Text) -> str:
     return text if isinstance(text, str) else "\n".join(str(m["content"]) for m in text)
 
 
-def _uses_chat(prompt: Text, mode: str) -> bool:
+def uses_chat(prompt: Text, mode: str) -> bool:
+    """Whether a group with ``prompt`` is rendered by the chat template under ``chat_template: mode``."""
     return mode == "always" or (mode == "auto" and not isinstance(prompt, str))
 
 
@@ -149,7 +150,7 @@ def render(tokenizer: Any, prompt: Text, response: Text | None, mode: str) -> tu
     With the chat template, the response text is the rendered conversation minus the rendered prompt
     (with its generation prompt): the assistant turn exactly as the template closes it.
     """
-    if not _uses_chat(prompt, mode):
+    if not uses_chat(prompt, mode):
         return _plain(prompt), None if response is None else _plain(response), False
     prompt_msgs, prompt_text = _chat_prompt(tokenizer, prompt)
     if response is None:
@@ -159,7 +160,7 @@ def render(tokenizer: Any, prompt: Text, response: Text | None, mode: str) -> tu
 
 def render_group(tokenizer: Any, prompt: Text, responses: Sequence[Text], mode: str) -> tuple[str, list[str], bool]:
     """:func:`render` of a whole group, the prompt rendered once: (prompt_text, response_texts, chat)."""
-    if not _uses_chat(prompt, mode):
+    if not uses_chat(prompt, mode):
         return _plain(prompt), [_plain(r) for r in responses], False
     prompt_msgs, prompt_text = _chat_prompt(tokenizer, prompt)
     return prompt_text, [_chat_response(tokenizer, prompt_msgs, prompt_text, r) for r in responses], True
