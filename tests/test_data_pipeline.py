@@ -372,6 +372,17 @@ def test_an_objectives_needs_are_checked_on_the_columns(tokenizer, cache):
         check_data_fits("dro", {}, later, "g.jsonl")
 
 
+def test_a_build_killed_mid_way_leaves_no_folder_behind_once_rebuilt(tokenizer, cache):
+    rows = [{"prompt": f"add {i} and 1 =", "responses": [f" {i + 1}", " no"]} for i in range(8)]
+    dataset, _ = prepare_dataset(rows, tokenizer, TokenizeConfig(max_length=32), format="group", cache_dir=cache)
+    entry = cache / dataset.fingerprint
+    shutil.rmtree(entry)  # as if the process had been killed before its build was moved in place
+    (cache / f"{dataset.fingerprint}.tmp-99999" / "groups.arrow").parent.mkdir()
+    again, _ = prepare_dataset(rows, tokenizer, TokenizeConfig(max_length=32), format="group", cache_dir=cache)
+    assert as_tuples(again) == as_tuples(dataset) and entry.is_dir()
+    assert not list(cache.glob("*.tmp-*"))
+
+
 def test_load_errors_name_the_file_row_and_field(tokenizer, cache, tmp_path):
     from rewardalign.data.schema import DataError, DataFileNotFoundError
 

@@ -519,8 +519,9 @@ def prepare_dataset(
         meta_file = entry / "meta.json"
         built = not meta_file.is_file()
         if built:
+            for stale in root.glob(f"{key}.tmp-*"):  # a build killed mid-way; the lock says none is running
+                shutil.rmtree(stale, ignore_errors=True)
             work = root / f"{key}.tmp-{os.getpid()}"
-            shutil.rmtree(work, ignore_errors=True)
             work.mkdir()
             try:
                 meta = _build(source, tokenizer, config, load, work, num_proc, format_options)
