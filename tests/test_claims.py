@@ -176,3 +176,28 @@ def test_a_mistyped_task_is_one_line_before_any_worker():
         claims.check_tasks(["sort", "nope"])
     claims.check_tasks(["sort", REVERSE])
     assert claims.mean_std([0.5, None, 0.7]) == "0.600 ± 0.141" and claims.mean_std([]) == "–"
+
+
+def test_rm_headroom_agreement_by_hand():
+    import rm_headroom
+
+    # pairs (0,1): gold 0.1 < 0.5 and scores 1 < 2, the same way; (0,2): gold 0.1 < 0.5 but scores 1 > 0;
+    # (1,2): a gold tie, not counted. Second group: a tie in the scores is not an agreement.
+    assert rm_headroom.agreement([[0.1, 0.5, 0.5]], [[1.0, 2.0, 0.0]]) == 0.5
+    assert rm_headroom.agreement([[0.1, 0.5, 0.5], [0.0, 1.0]], [[1.0, 2.0, 0.0], [3.0, 3.0]]) == 1 / 3
+    assert math.isnan(rm_headroom.agreement([[0.2, 0.2]], [[0.0, 1.0]]))
+
+
+def test_rm_headroom_reads_a_world(tmp_path, tiny_model_dir):
+    import json
+
+    import rm_headroom
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "sft").symlink_to(tiny_model_dir)
+    rows = [{"prompt": "add 1 and 2 =", "responses": [" 3", " 12 34", " 5"], "rewards": [2.0, 1.0, 0.0],
+             "meta": {"gold_rewards": [1.0, 0.0, 0.5]}}]
+    (tmp_path / "data" / "heldout_rm.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = rm_headroom.orderings(tmp_path, max_length=64)
+    assert out["reward model"] == pytest.approx(2 / 3)  # (0,1) and (0,2) agree, (1,2) does not
+    assert all(0.0 <= out[k] <= 1.0 for k in rm_headroom.ORDERINGS)
