@@ -8,7 +8,9 @@ row's log-normaliser and recomputes a chunk's [chunk, V] logits in the backward 
 into the logits' gradient; so peak memory holds one chunk's logits, not the batch's, and the backward makes
 no autograd copies of them. (A head that is not a plain ``nn.Linear``, e.g. with an adapter, or soft-capped
 logits, takes the generic path: each chunk checkpointed under autograd.) The forward goes through the
-model's own ``forward`` so DDP / FSDP / PEFT wrappers see it.
+model's own ``forward`` so DDP / FSDP / PEFT wrappers see it; the head's weight is read after it, which under
+FSDP2 as accelerate shards a model (the LM head in a unit kept unsharded from the forward to the backward)
+is the full weight (tests/test_fsdp.py).
 
 A chunk holds at most ``chunk_size`` rows and at most :data:`LOGITS_CHUNK_BYTES` of float32 logits (64 MiB on
 CPU), so a large vocabulary (150k) gets proportionally fewer rows per chunk and the peak stays bounded.
@@ -29,6 +31,11 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..data.collate import FLASH_ATTENTION, block_attention_mask
+
+try:
+    from torch.distributed.fsdp import FSDPModule as _FSDPModule
+except ImportError:  # a torch built without distributed support
+    _FSDPModule = None
 
 LOGITS_CHUNK_BYTES = {"cpu": 64 * 2**20, "default": 1024 * 2**20}
 """Upper bound on one chunk's float32 logits (rows x vocabulary x 4 bytes) by device type; ``chunk_size`` bounds
@@ -54,7 +61,10 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def _token_logps(hidden: torch.Tensor, targets: torch.Tensor, head: nn.Module, config) -> torch.Tensor:
     """log p(target) for rows of ``hidden`` [M, H]: head, optional logit scale / soft-cap, log-softmax, gather."""
-    logits = head(hidden).float()
+    if _plain_linear(head):
+        logits = nn.functional.linear(hidden, head.weight, head.bias).float()
+    else:
+        logits = head(hidden).float()
     scale = getattr(config, "logit_scale", None)
     if isinstance(scale, (int, float)):
         logits = logits * scale
@@ -166,9 +176,20 @@ def _addmm_float32(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
     acc.add_(a @ b)
 
 
+def _plain_linear(head: nn.Module) -> bool:
+    """``head`` is an ``nn.Linear`` and nothing more, so its weight and bias can be applied here. FSDP2's
+    ``fully_shard`` turns it into ``FSDPLinear(FSDPModule, nn.Linear)``: still plain, and its module must not be
+    called a second time after the model's forward (accelerate makes the LM head a unit of its own, kept
+    unsharded from the forward to the backward; a second call crashes the backward)."""
+    cls = type(head)
+    if _FSDPModule is not None and isinstance(head, _FSDPModule):
+        cls = next(base for base in cls.__bases__ if base is not _FSDPModule)
+    return cls is nn.Linear
+
+
 def _fusable(head: nn.Module, config) -> bool:
     """A plain linear head without logit soft-capping (the fused path); anything else takes the generic one."""
-    return type(head) is nn.Linear and not getattr(config, "final_logit_softcapping", None)
+    return _plain_linear(head) and not getattr(config, "final_logit_softcapping", None)
 
 
 def chunked_token_logps(
