@@ -201,3 +201,15 @@ def test_rm_headroom_reads_a_world(tmp_path, tiny_model_dir):
     out = rm_headroom.orderings(tmp_path, max_length=64)
     assert out["reward model"] == pytest.approx(2 / 3)  # (0,1) and (0,2) agree, (1,2) does not
     assert all(0.0 <= out[k] <= 1.0 for k in rm_headroom.ORDERINGS)
+
+
+def test_sharpened_sft_reads_the_best_aligned_method_of_a_demo(tmp_path):
+    import json
+
+    import sharpened_sft
+
+    assert sharpened_sft.best_method(tmp_path) is None  # the demo has not run there
+    rows = [{"name": "sft", "eval": {"reward_mean": 0.9}}, {"name": "dpo", "eval": {"reward_mean": 0.6}},
+            {"name": "dro", "eval": {"reward_mean": 0.7}}]
+    (tmp_path / "demo.json").write_text(json.dumps({"rows": rows}))
+    assert sharpened_sft.best_method(tmp_path) == ("dro", 0.7)  # SFT itself is not an aligned method
