@@ -203,13 +203,13 @@ def test_rm_headroom_reads_a_world(tmp_path, tiny_model_dir):
     assert all(0.0 <= out[k] <= 1.0 for k in rm_headroom.ORDERINGS)
 
 
-def test_sharpened_sft_reads_the_best_aligned_method_of_a_demo(tmp_path):
+def test_by_temperature_reads_the_aligned_policies_of_a_demo(tmp_path):
     import json
 
-    import sharpened_sft
+    import by_temperature
 
-    assert sharpened_sft.best_method(tmp_path) is None  # the demo has not run there
-    rows = [{"name": "sft", "eval": {"reward_mean": 0.9}}, {"name": "dpo", "eval": {"reward_mean": 0.6}},
-            {"name": "dro", "eval": {"reward_mean": 0.7}}]
+    with pytest.raises(SystemExit, match="demo_seeds.py"):  # the demo has not run there
+        by_temperature.demo_policies(tmp_path)
+    rows = [{"name": "sft"}, {"name": "dro"}, {"name": "dpo"}]
     (tmp_path / "demo.json").write_text(json.dumps({"rows": rows}))
-    assert sharpened_sft.best_method(tmp_path) == ("dro", 0.7)  # SFT itself is not an aligned method
+    assert by_temperature.demo_policies(tmp_path) == ["dro", "dpo"]  # SFT is the baseline, not a policy to align
