@@ -46,12 +46,16 @@ def stages_line(results: list[dict[str, Any]]) -> str:
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    """One row per policy: gold reward, win rate against SFT, KL, samples without EOS, Δ log p chosen."""
-    names = [row["name"] for row in results[0]["rows"]]
+    """One row per policy: gold reward, win rate against SFT, KL, samples without EOS, Δ log p chosen (the SFT
+    policy sampled at a lower temperature, untrained, after SFT's row when the demos evaluated it)."""
+    def policies(res: dict[str, Any]) -> list[dict[str, Any]]:
+        return [*res["rows"][:1], *([res["sharpened_sft"]] if res.get("sharpened_sft") else []), *res["rows"][1:]]
+
+    names = [row["name"] for row in policies(results[0])]
     lines = ["| policy | gold reward | win rate vs SFT | KL(π‖SFT) | no EOS | Δ log p chosen |",
              "|---|---|---|---|---|---|"]
     for name in names:
-        evs = [next(r["eval"] for r in res["rows"] if r["name"] == name) for res in results]
+        evs = [next(r["eval"] for r in policies(res) if r["name"] == name) for res in results]
         cells = [mean_std([e.get("reward_mean") for e in evs]), mean_std([e.get("win_rate") for e in evs]),
                  mean_std([e.get("kl") for e in evs], 2), mean_std([e.get("eos_missing_fraction") for e in evs], 2),
                  mean_std([e.get("chosen_logp_shift") for e in evs], 2)]

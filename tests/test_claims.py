@@ -150,6 +150,12 @@ def test_demo_seeds_table_is_mean_and_std_over_seeds():
     assert lines[2].startswith("| sft | 0.500 ± 0.000 | – |")
     assert "SFT gold 0.500 ± 0.141" in demo_seeds.stages_line([result(0.5, 0.6, 0.4), result(0.7, 0.8, 0.6)])
 
+    # the SFT policy sampled at a lower temperature comes right after SFT's row
+    sharpened = [result(0.5, 0.6, 0.4) | {"sharpened_sft": {"name": "sft (T = 0.5)", "eval": {"reward_mean": r}}}
+                 for r in (0.6, 0.8)]
+    lines = demo_seeds.table(sharpened).splitlines()
+    assert lines[3].startswith("| sft (T = 0.5) | 0.700 ± 0.141 | – |") and lines[4].startswith("| dpo |")
+
 
 def test_tune_picks_the_best_cell_averaged_over_tasks(monkeypatch, tmp_path):
     def fake_worlds(pool, tasks, seeds, *args):

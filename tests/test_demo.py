@@ -105,6 +105,26 @@ def test_demo_is_deterministic_in_the_seed(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_sft_policy_sampled_at_a_lower_temperature_is_a_row_of_the_report(tmp_path):
+    out = tmp_path / "d"
+    assert main(["demo", "--quick", "--output", str(out), *MICRO, "--methods", "[dpo]"]) == 0
+    result = json.loads((out / "demo.json").read_text())
+    sharpened, sft = result["sharpened_sft"], _rows(out)["sft"]
+    assert sharpened["name"] == "sft (T = 0.5)" and [r["name"] for r in result["rows"]] == ["sft", "dpo"]
+    ev = sharpened["eval"]
+    assert 0.0 <= ev["reward_mean"] <= 1.0 and 0.0 <= ev["win_rate"] <= 1.0
+    assert ev["reward_mean"] != sft["eval"]["reward_mean"]  # other samples than the temperature-1 ones
+    assert ev["kl"] is None and ev["chosen_logp_shift"] is None  # the SFT model's own, not the tempered policy's
+    report = (out / "report.md").read_text()
+    assert "| sft (T = 0.5) |" in report and "Above `sft (T = 0.5)`" in report
+
+    assert main(["demo", "--quick", "--output", str(out), *MICRO, "--methods", "[dpo]",
+                 "--sharpened_temperature", "null"]) == 0
+    assert json.loads((out / "demo.json").read_text())["sharpened_sft"] is None
+    assert "sft (T = " not in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
 def test_demo_reuses_cached_stages(tmp_path, capsys):
     out = tmp_path / "d"
     args = ["demo", "--quick", "--output", str(out), *MICRO, "--methods", "[dpo]"]
@@ -135,6 +155,8 @@ def test_demo_config_errors(capsys):
     assert "max_length must be at least 2 tokens" in capsys.readouterr().err
     assert main(["demo", "--no_such_field", "3", "--output", "unused"]) == 2
     assert "unknown demo field" in capsys.readouterr().err
+    assert main(["demo", "--sharpened_temperature", "1.5", "--output", "unused"]) == 2
+    assert "sharpened_temperature must be in (0, eval_temperature = 1.0) or null, got 1.5" in capsys.readouterr().err
 
 
 def test_quick_preset_and_overrides():

@@ -79,20 +79,23 @@ def evaluate_run(cfg: DemoConfig, world: World, model: str, run_dir: str | Path,
     return result | {"rewards": rewards}
 
 
-def sft_baseline(cfg: DemoConfig, world: World, run_dir: str | Path) -> dict[str, Any]:
+def sft_baseline(cfg: DemoConfig, world: World, run_dir: str | Path,
+                 baseline_rewards: list[list[float]] | None = None) -> dict[str, Any]:
     """The SFT policy evaluated as a run of its own (``runs/sft``): the table's first row and the baseline
-    of every win rate. Cached by the evaluation settings."""
+    of every win rate; at another ``eval_temperature``, with the win rate against ``baseline_rewards``, the
+    sharpened SFT row. Cached by the evaluation settings."""
     run_dir = Path(run_dir)
     key = hash_json({"version": PIPELINE_VERSION, "sft": model_fingerprint(world.sft),
                      "eval": _eval_key(cfg, world), "eval_prompts": hash_json(world.eval_prompts),
-                     "heldout": file_digest(world.heldout)})
+                     "heldout": file_digest(world.heldout)}
+                    | ({} if baseline_rewards is None else {"baseline": hash_json(baseline_rewards)}))
     cache = run_dir / "rewards.json"
     if cfg.reuse and cache.is_file() and (run_dir / "eval.json").is_file():
         saved = json.loads(cache.read_text())
         if saved.get("key") == key:
             return json.loads((run_dir / "eval.json").read_text()) | {"rewards": saved["rewards"], "cached": True}
     cache.unlink(missing_ok=True)
-    result = evaluate_run(cfg, world, world.sft, run_dir)
+    result = evaluate_run(cfg, world, world.sft, run_dir, baseline_rewards)
     write_json(run_dir / "summary.json", {"objective": "sft", "steps": 0})
     write_json(cache, {"key": key, "rewards": result["rewards"]}, indent=None)
     return result
@@ -140,6 +143,22 @@ def summary_args(run_dir: Path) -> dict[str, Any]:
 HEADLINE = ("reward_mean", "reward_ci", "win_rate", "win_rate_ci", "kl", "kl_ci", "chosen_logp_shift",
             "chosen_logp_shift_ci", "rejected_logp_shift", "rejected_logp_shift_ci", "margin_shift",
             "eos_missing_fraction")
+
+
+def sharpened_row(cfg: DemoConfig, world: World, run_dir: str | Path,
+                  baseline_rewards: list[list[float]]) -> dict[str, Any] | None:
+    """The SFT policy sampled at ``sharpened_temperature`` (same prompts, sampling seed and judge), untrained: the
+    gold reward that sharpening alone gives, the bar a method's gain at ``eval_temperature`` has to clear. Its KL
+    and likelihood drift are left out: the evaluation reads them off the SFT model at temperature 1, where they
+    are 0, not off the tempered policy. None when ``sharpened_temperature`` is null."""
+    t = cfg.sharpened_temperature
+    if t is None:
+        return None
+    result = sft_baseline(dataclasses.replace(cfg, eval_temperature=t), world, run_dir, baseline_rewards)
+    untempered = dict.fromkeys(("kl", "kl_ci", "chosen_logp_shift", "chosen_logp_shift_ci", "rejected_logp_shift",
+                                "rejected_logp_shift_ci", "margin_shift"))
+    return {"name": f"sft (T = {t:g})", "objective": None, "feedback": None, "learning_rate": None,
+            "objective_args": {}, "eval": headline(result) | untempered, "cached": result.get("cached", False)}
 
 
 def headline(result: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from ..evaluate.report import compare_runs
 from ..runs import write_json
 from .config import DemoConfig, demo_config
 from .learning import StageDidNotLearn
-from .methods import headline, run_method, sft_baseline
+from .methods import headline, run_method, sft_baseline, sharpened_row
 from .report import cut_warning, results_table, stop_message, write_report, write_stopped_report
 from .stages import build_world, torch_threads
 
@@ -55,6 +55,11 @@ def _run_demo(cfg: DemoConfig, command: str) -> dict[str, Any]:
     log(f"[evaluate sft] {'cached' if sft_eval.get('cached') else f'{time.perf_counter() - t0:.1f} s'}")
     rows = [{"name": "sft", "objective": None, "feedback": None, "learning_rate": None, "objective_args": {},
              "eval": headline(sft_eval)}]
+    t0 = time.perf_counter()
+    sharpened = sharpened_row(cfg, world, runs / "sft_sharpened", sft_eval["rewards"])
+    if sharpened is not None:
+        log(f"[evaluate {sharpened['name']}] "
+            f"{'cached' if sharpened.pop('cached') else f'{time.perf_counter() - t0:.1f} s'}")
     bar = tqdm(cfg.methods, desc="methods", unit="method", disable=not cfg.verbose)
     for name in bar:
         bar.set_postfix_str(name)
@@ -71,9 +76,10 @@ def _run_demo(cfg: DemoConfig, command: str) -> dict[str, Any]:
         report = compare_runs([runs / "sft", *(runs / n for n in cfg.methods)], out)
         plots = report["plots"]
     seconds = time.perf_counter() - start
-    write_report(cfg, world, rows, plots, seconds, command)
-    result = {"config": dataclasses.asdict(cfg), "stats": world.stats, "stopped": [], "rows": rows, "plots": plots,
-              "table": results_table(rows), "seconds": round(seconds, 1)}
+    write_report(cfg, world, rows, plots, seconds, command, sharpened)
+    result = {"config": dataclasses.asdict(cfg), "stats": world.stats, "stopped": [], "rows": rows,
+              "sharpened_sft": sharpened, "plots": plots, "table": results_table(rows, sharpened),
+              "seconds": round(seconds, 1)}
     write_json(out / "demo.json", result)
     log("")
     log(result["table"])

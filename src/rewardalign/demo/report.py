@@ -26,12 +26,13 @@ def _fmt(value: Any, ci: Any = None, digits: int = 3) -> str:
     return text
 
 
-def results_table(rows: Sequence[dict[str, Any]]) -> str:
-    """The demo's Markdown table: one row per policy (the SFT policy first)."""
+def results_table(rows: Sequence[dict[str, Any]], sharpened: dict[str, Any] | None = None) -> str:
+    """The demo's Markdown table: one row per policy (the SFT policy first, then ``sharpened``, the SFT policy
+    sampled at a lower temperature, when given)."""
     lines = ["| policy | feedback | lr | β | gold reward (95% CI) | win rate vs SFT (95% CI) | KL(π‖SFT) | "
              "Δ log p chosen | Δ log p rejected | no EOS |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+    for r in [*rows[:1], *([sharpened] if sharpened else []), *rows[1:]]:
         ev = r["eval"]
         beta = (r.get("objective_args") or {}).get("beta")
         lines.append(
@@ -53,20 +54,31 @@ PLOT_NAMES = {"training_curves": "training curves (loss, log p of the chosen res
               "likelihood_drift": "likelihood drift of the held-out chosen and rejected responses"}
 
 
-def observations(rows: Sequence[dict[str, Any]]) -> list[str]:
+def _above_below(methods: Sequence[dict[str, Any]], bar: dict[str, Any]) -> tuple[str, str]:
+    """The methods whose gold reward's 95% CI lies wholly above, and wholly below, that of ``bar``."""
+    lo, hi = bar.get("reward_ci") or (bar["reward_mean"], bar["reward_mean"])
+    above = [r["name"] for r in methods if (r["eval"].get("reward_ci") or [0, 0])[0] > hi]
+    below = [r["name"] for r in methods if (r["eval"].get("reward_ci") or [1, 1])[1] < lo]
+    return tuple(", ".join(f"`{n}`" for n in names) or "none" for names in (above, below))
+
+
+def observations(rows: Sequence[dict[str, Any]], sharpened: dict[str, Any] | None = None) -> list[str]:
     """A few facts read off the table (no judgement beyond the confidence intervals)."""
     sft, methods = rows[0]["eval"], [r for r in rows[1:] if r["eval"].get("reward_mean") is not None]
     if not methods:
         return []
-    lo_sft, hi_sft = sft.get("reward_ci") or (sft["reward_mean"], sft["reward_mean"])
-    above = [r["name"] for r in methods if (r["eval"].get("reward_ci") or [0, 0])[0] > hi_sft]
-    below = [r["name"] for r in methods if (r["eval"].get("reward_ci") or [1, 1])[1] < lo_sft]
     best = max(methods, key=lambda r: r["eval"]["reward_mean"])
     lowered = [r["name"] for r in methods if (r["eval"].get("chosen_logp_shift") or 0.0) < 0]
     out = [f"- Highest gold reward: `{best['name']}` ({best['eval']['reward_mean']:.3f}, KL "
            f"{best['eval']['kl']:.2f}); the SFT policy has {sft['reward_mean']:.3f}."]
-    out.append("- Above the SFT policy (95% CIs apart): " + (", ".join(f"`{n}`" for n in above) or "none")
-               + "; below it: " + (", ".join(f"`{n}`" for n in below) or "none") + ".")
+    above, below = _above_below(methods, sft)
+    out.append(f"- Above the SFT policy (95% CIs apart): {above}; below it: {below}.")
+    if sharpened is not None:
+        above, _ = _above_below(methods, sharpened["eval"])
+        out.append(f"- Above `{sharpened['name']}`, the SFT policy sampled at that temperature with no training "
+                   f"(gold reward {sharpened['eval']['reward_mean']:.3f}): {above}. Aligning also sharpens a "
+                   "policy; a gain over SFT no larger than this one is what sharpening alone gives "
+                   "(`benchmarks/by_temperature.py` compares every policy at lower temperatures).")
     out.append("- Lowered the held-out chosen responses' log-prob: " + (", ".join(f"`{n}`" for n in lowered)
                                                                        or "none") + ".")
     no_eos = [(r["name"], r["eval"].get("eos_missing_fraction") or 0.0) for r in rows]
@@ -154,7 +166,7 @@ def write_stopped_report(cfg: DemoConfig, stats: dict[str, Any], failures: list[
 
 
 def write_report(cfg: DemoConfig, world: World, rows: list[dict[str, Any]], plots: dict[str, str],
-                 seconds: float, command: str) -> str:
+                 seconds: float, command: str, sharpened: dict[str, Any] | None = None) -> str:
     """``report.md`` in the output folder: the setup, whether the stages learned, the table, the choices and where
     the plots are."""
     s = world.stats
@@ -211,9 +223,9 @@ def write_report(cfg: DemoConfig, world: World, rows: list[dict[str, Any]], plot
         "",
         "## Results",
         "",
-        results_table(rows),
+        results_table(rows, sharpened),
         "",
-        *observations(rows),
+        *observations(rows, sharpened),
         "",
         "Which feedback each method reads (all from the same reward model on the same groups):",
         "",
