@@ -35,7 +35,8 @@ folder under a key of its settings, so a rerun or the claims benchmark reuses wh
 8. **evaluation**: each policy sampled on held-out prompts (:func:`evaluate_run`): gold reward mean (95% CI
    over prompts), win rate against the SFT policy's samples (same prompts, same sampling seed), KL(pi || SFT)
    (Monte-Carlo on the policy's samples), and the log-prob shift of the held-out groups' chosen (best by RM)
-   and rejected (worst by RM) responses;
+   and rejected (worst by RM) responses; beside SFT, the SFT policy sampled at ``sharpened_temperature`` (0.5)
+   with no training (:func:`sharpened_row`): the gain that sharpening alone gives;
 9. **report**: ``compare_runs`` (``compare.md``, ``compare.json``, ``training_curves.png``,
    ``reward_kl_frontier.png``, ``likelihood_drift.png``) plus ``report.md`` (setup, the table, the
    choices) and ``demo.json`` (everything, for machines) in the output folder.
