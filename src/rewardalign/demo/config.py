@@ -113,8 +113,9 @@ class DemoConfig:
     eval_prompts: int = opt(256, "held-out evaluation prompts")
     eval_samples: int = opt(4, "samples per evaluation prompt")
     eval_temperature: float = opt(1.0, "evaluation sampling temperature")
-    sharpened_temperature: float | None = opt(0.5, "also the SFT policy sampled at this temperature, untrained: the "
-                                              "gain sharpening alone gives (null: not evaluated)")
+    sharpened_temperature: float | None = opt(0.5, "also the SFT policy sampled at this temperature, untrained, when "
+                                              "it is below eval_temperature: the gain sharpening alone gives "
+                                              "(null: not evaluated)")
     # report and runtime
     plots: bool = opt(True, "write the plots")
     verbose: bool = opt(True, "print progress")
@@ -147,9 +148,8 @@ class DemoConfig:
             raise ConfigError(f"k must be >= 2 (responses sampled per prompt), got {self.k}")
         if self.score_transform not in ("sigmoid", "minmax"):
             raise ConfigError(f"score_transform must be sigmoid or minmax, got {self.score_transform!r}")
-        if self.sharpened_temperature is not None and not 0.0 < self.sharpened_temperature < self.eval_temperature:
-            raise ConfigError(f"sharpened_temperature must be in (0, eval_temperature = {self.eval_temperature}) "
-                              f"or null, got {self.sharpened_temperature}")
+        if self.sharpened_temperature is not None and not self.sharpened_temperature > 0.0:
+            raise ConfigError(f"sharpened_temperature must be above 0 or null, got {self.sharpened_temperature}")
         if not 0.0 < self.heldout_fraction < 1.0:
             raise ConfigError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
         try:

@@ -150,9 +150,10 @@ def sharpened_row(cfg: DemoConfig, world: World, run_dir: str | Path,
     """The SFT policy sampled at ``sharpened_temperature`` (same prompts, sampling seed and judge), untrained: the
     gold reward that sharpening alone gives, the bar a method's gain at ``eval_temperature`` has to clear. Its KL
     and likelihood drift are left out: the evaluation reads them off the SFT model at temperature 1, where they
-    are 0, not off the tempered policy. None when ``sharpened_temperature`` is null."""
+    are 0, not off the tempered policy. None when ``sharpened_temperature`` is null or not below
+    ``eval_temperature`` (nothing sharper to compare with)."""
     t = cfg.sharpened_temperature
-    if t is None:
+    if t is None or t >= cfg.eval_temperature:
         return None
     result = sft_baseline(dataclasses.replace(cfg, eval_temperature=t), world, run_dir, baseline_rewards)
     untempered = dict.fromkeys(("kl", "kl_ci", "chosen_logp_shift", "chosen_logp_shift_ci", "rejected_logp_shift",
