@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 from accelerate.utils import FullyShardedDataParallelPlugin
 from accelerate.utils.fsdp_utils import fsdp2_prepare_model
+from transformers import LlamaForCausalLM, LlamaForSequenceClassification
 
 from rewardalign.data.collate import collate_groups
 from rewardalign.data.tokenize import TokenizedGroup
@@ -30,6 +31,9 @@ GROUPS = [TokenizedGroup(prompt_ids=[5, 6, 7], response_ids=[[8, 9, 2], [10, 11,
 
 
 def shard(model: torch.nn.Module, rank: int) -> torch.nn.Module:
+    """``model`` sharded by accelerate's own FSDP2 preparation with the wrapping of
+    examples/recipes/accelerate/fsdp.yaml (decoder layers as units, resharded after the forward), in float32
+    (accelerate reads only the plugin and these attributes of the accelerator)."""
     plugin = FullyShardedDataParallelPlugin(
         fsdp_version=2, auto_wrap_policy="transformer_based_wrap", transformer_cls_names_to_wrap=["LlamaDecoderLayer"],
         reshard_after_forward=True, state_dict_type="FULL_STATE_DICT")
@@ -66,12 +70,8 @@ def main(out_dir: str) -> None:
         config.tie_word_embeddings = tied
         config.final_logit_softcapping = softcap  # read by the log-prob path only: its generic, unfused path
         torch.manual_seed(0)
-        from transformers import LlamaForCausalLM
-
         model = LlamaForCausalLM(config)
         results[case] = compare(model, lambda m: [batch_logps(m, batch, chunk_size=4).logps], rank)
-
-    from transformers import LlamaForSequenceClassification
 
     config = tiny_config(tokenizer, hidden_size=32, num_layers=2, num_heads=4, num_labels=1)
     torch.manual_seed(0)
