@@ -219,3 +219,17 @@ def test_by_temperature_reads_the_aligned_policies_of_a_demo(tmp_path):
     rows = [{"name": "sft"}, {"name": "dro"}, {"name": "dpo"}]
     (tmp_path / "demo.json").write_text(json.dumps({"rows": rows}))
     assert by_temperature.demo_policies(tmp_path) == ["dro", "dpo"]  # SFT is the baseline, not a policy to align
+
+
+def test_claims_by_temperature_replaces_only_the_gold_rewards():
+    import claims_by_temperature
+
+    row = {"eval": {"reward_mean": 0.5, "reward_ci": [0.4, 0.6], "kl": 1.5, "chosen_logp_shift": 0.2},
+           "prompt_rewards": [[0.5, 0.5]]}
+    by_task = {"sort": {0: {"dro@0.3": row}}}
+    out = claims_by_temperature.at_temperature(by_task, {("sort", 0): {"dro@0.3": {
+        "reward_mean": 0.9, "prompt_rewards": [[1.0, 0.8]]}}})
+    new = out["sort"][0]["dro@0.3"]
+    assert new["eval"] == {"reward_mean": 0.9, "reward_ci": None, "kl": 1.5, "chosen_logp_shift": 0.2}
+    assert new["prompt_rewards"] == [[1.0, 0.8]]
+    assert row["eval"]["reward_mean"] == 0.5 and row["prompt_rewards"] == [[0.5, 0.5]]  # the input is left as it was
