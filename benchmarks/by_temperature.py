@@ -1,7 +1,7 @@
 """Every policy of the demo sampled at lower temperatures: does a method beat the SFT policy sampled the same way?
 
     python benchmarks/by_temperature.py [--tasks arithmetic,sort,examples/tasks/count.py:CountTask] [--seeds 0,1,2]
-                                        [--temperatures 0.5,0.1] [--quick] [--work runs/claims]
+                                        [--temperatures 0.5,0.1] [--quick] [--work runs/demo_seeds]
 
 The demo evaluates every policy at temperature 1 (``eval_temperature``). Aligning a policy also sharpens it, and on
 a task whose gold reward follows the SFT model's own likelihood (benchmarks/rm_headroom.py) sharpening alone
@@ -56,22 +56,32 @@ def world_rows(task: str, seed: int, work: Path, quick: bool, temperatures: list
     return out
 
 
+def temperature_list(text: str) -> list[float]:
+    """``--temperatures``: comma-separated sampling temperatures, each above 0."""
+    try:
+        values = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated numbers, got {text!r}") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"temperatures above 0, got {text!r}")
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", default="arithmetic,sort,examples/tasks/count.py:CountTask")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--temperatures", default="0.5,0.1")
-    parser.add_argument("--quick", action="store_true", help="the demo's --quick sizes")
-    parser.add_argument("--work", type=Path, default=Path("runs/demo_seeds"), help="the worlds' folder")
+    claims.add_world_arguments(parser, "arithmetic,sort,examples/tasks/count.py:CountTask", "runs/demo_seeds")
+    parser.add_argument("--temperatures", default="0.5,0.1", type=temperature_list)
     args = parser.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",") if s]
-    temperatures = [float(t) for t in args.temperatures.split(",") if t]
-    print(f"Command: python benchmarks/by_temperature.py --tasks {args.tasks} --seeds {args.seeds} --temperatures "
-          f"{args.temperatures}{' --quick' if args.quick else ''} --work {args.work}\n")
+    tasks = claims.task_list(args.tasks)
+    seeds, temperatures = args.seeds, args.temperatures
+    print(f"Command: python benchmarks/by_temperature.py --tasks {args.tasks} --seeds {','.join(map(str, seeds))} "
+          f"--temperatures {','.join(f'{t:g}' for t in temperatures)}{' --quick' if args.quick else ''} "
+          f"--work {args.work}\n")
     columns = [f"{what} {t:g}" for t in [1.0, *temperatures] for what in ("gold", "win")]
-    for task in args.tasks.split(","):
+    for task in tasks:
         per_seed = [world_rows(task, seed, args.work, args.quick, temperatures) for seed in seeds]
-        print(f"\n{task} (mean ± sd over seeds {args.seeds}; win: against SFT sampled at the same temperature)\n")
+        print(f"\n{task} (mean ± sd over seeds {','.join(map(str, seeds))}; win: against SFT sampled at the same "
+              "temperature)\n")
         print("| policy | " + " | ".join(c.replace("gold", "gold reward, T =").replace("win", "win rate, T =")
                                           for c in columns) + " |")
         print("|---|" + "---|" * len(columns))

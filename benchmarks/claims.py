@@ -491,6 +491,23 @@ def seed_list(text: str, first: int) -> list[int]:
     return values
 
 
+def add_world_arguments(parser: argparse.ArgumentParser, tasks: str, work: str) -> None:
+    """``--tasks``, ``--seeds`` (as :func:`seed_list`), ``--quick`` and ``--work``: the worlds a benchmark reads
+    (this benchmark's, or demo_seeds.py's)."""
+    parser.add_argument("--tasks", default=tasks, help="gym tasks, comma-separated: names or specs")
+    parser.add_argument("--seeds", default="3", type=lambda text: seed_list(text, 0),
+                        help="a count (0, 1, ...) or a list 0,1,2 (default 3)")
+    parser.add_argument("--quick", action="store_true", help="the demo's --quick sizes")
+    parser.add_argument("--work", type=Path, default=Path(work), help="the worlds' folder")
+
+
+def task_list(text: str) -> list[str]:
+    """The comma-separated tasks of ``--tasks``, each checked to load (one line for a typo)."""
+    tasks = [t.strip() for t in text.split(",") if t.strip()]
+    check_tasks(tasks)
+    return tasks
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="runs/claims", help="claims.py's work folder (its claims.json)")
     parser.add_argument("--workers", type=int, default=2, help="processes, one torch thread each (default 2)")
     args = parser.parse_args(argv)
+    if args.temperature < 0:
+        parser.error(f"--temperature must be 0 (greedy) or above, got {args.temperature:g}")
     path = Path(args.work) / "claims.json"
     if not path.is_file():
         raise SystemExit(f"{path}: no claims.json; run benchmarks/claims.py with the same --work first")

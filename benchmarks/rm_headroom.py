@@ -22,7 +22,6 @@ task and seed and the mean and standard deviation over seeds; builds any world t
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 
 import claims
@@ -32,20 +31,9 @@ from rewardalign.data import load_groups
 from rewardalign.data.tokenize import TokenizeConfig, tokenize_groups
 from rewardalign.demo.stages import build_world, torch_threads
 from rewardalign.evaluate.evaluator import group_logps
+from rewardalign.evaluate.metrics import pair_agreement
 
 ORDERINGS = ("reward model", "SFT log-prob, sum", "SFT log-prob, mean per token")
-
-
-def agreement(gold: list[list[float]], scores: list[list[float]]) -> float:
-    """Share of the pairs of each group with different gold rewards whose scores differ the same way."""
-    agree = total = 0
-    for g, s in zip(gold, scores):
-        for i in range(len(g)):
-            for j in range(i + 1, len(g)):
-                if g[i] != g[j]:
-                    total += 1
-                    agree += (g[i] - g[j]) * (s[i] - s[j]) > 0
-    return agree / total if total else float("nan")
 
 
 def orderings(root: Path, max_length: int) -> dict[str, float]:
@@ -59,22 +47,21 @@ def orderings(root: Path, max_length: int) -> dict[str, float]:
     sums = group_logps(model, tokenized, tokenizer.pad_token_id)
     means = [[s / len(ids) for s, ids in zip(row, t.response_ids)] for row, t in zip(sums, tokenized)]
     gold = [g.meta["gold_rewards"] for g in groups]
-    return dict(zip(ORDERINGS, (agreement(gold, [g.rewards for g in groups]), agreement(gold, sums),
-                                agreement(gold, means))))
+    return dict(zip(ORDERINGS, (pair_agreement(gold, [g.rewards for g in groups]), pair_agreement(gold, sums),
+                                pair_agreement(gold, means))))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", default="keyword,examples/tasks/reverse.py:ReverseTask")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--quick", action="store_true", help="the demo's --quick sizes")
-    parser.add_argument("--work", type=Path, default=Path("runs/claims"), help="the worlds' folder (claims.py's)")
+    claims.add_world_arguments(parser, "keyword,examples/tasks/reverse.py:ReverseTask", "runs/claims")
     args = parser.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",") if s]
+    tasks = claims.task_list(args.tasks)
+    seeds = args.seeds
     print(f"Held-out pairs ordered as the gold reward orders them. Command: python benchmarks/rm_headroom.py "
-          f"--tasks {args.tasks} --seeds {args.seeds}{' --quick' if args.quick else ''} --work {args.work}\n")
+          f"--tasks {args.tasks} --seeds {','.join(map(str, seeds))}{' --quick' if args.quick else ''} "
+          f"--work {args.work}\n")
     print("| task | seed | " + " | ".join(ORDERINGS) + " |\n|---|---|" + "---|" * len(ORDERINGS))
-    for task in args.tasks.split(","):
+    for task in tasks:
         rows = []
         for seed in seeds:
             cfg = claims.seed_config(seed, args.work, args.quick, task, force=True)
@@ -82,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 build_world(cfg, log=lambda _m: None)
                 rows.append(orderings(Path(cfg.output), cfg.max_length))
             print(f"| {task} | {seed} | " + " | ".join(f"{rows[-1][k]:.3f}" for k in ORDERINGS) + " |", flush=True)
-        spread = [f"{statistics.mean(r[k] for r in rows):.3f} ± "
-                  f"{statistics.stdev(r[k] for r in rows) if len(rows) > 1 else 0.0:.3f}" for k in ORDERINGS]
+        spread = [claims.mean_std([r[k] for r in rows]) for k in ORDERINGS]
         print(f"| {task} | mean ± sd | " + " | ".join(spread) + " |", flush=True)
     return 0
 

@@ -184,14 +184,14 @@ def test_a_mistyped_task_is_one_line_before_any_worker():
     assert claims.mean_std([0.5, None, 0.7]) == "0.600 ± 0.141" and claims.mean_std([]) == "–"
 
 
-def test_rm_headroom_agreement_by_hand():
-    import rm_headroom
+def test_pair_agreement_by_hand():
+    from rewardalign.evaluate.metrics import pair_agreement
 
     # pairs (0,1): gold 0.1 < 0.5 and scores 1 < 2, the same way; (0,2): gold 0.1 < 0.5 but scores 1 > 0;
     # (1,2): a gold tie, not counted. Second group: a tie in the scores is not an agreement.
-    assert rm_headroom.agreement([[0.1, 0.5, 0.5]], [[1.0, 2.0, 0.0]]) == 0.5
-    assert rm_headroom.agreement([[0.1, 0.5, 0.5], [0.0, 1.0]], [[1.0, 2.0, 0.0], [3.0, 3.0]]) == 1 / 3
-    assert math.isnan(rm_headroom.agreement([[0.2, 0.2]], [[0.0, 1.0]]))
+    assert pair_agreement([[0.1, 0.5, 0.5]], [[1.0, 2.0, 0.0]]) == 0.5
+    assert pair_agreement([[0.1, 0.5, 0.5], [0.0, 1.0]], [[1.0, 2.0, 0.0], [3.0, 3.0]]) == 1 / 3
+    assert math.isnan(pair_agreement([[0.2, 0.2]], [[0.0, 1.0]]))
 
 
 def test_rm_headroom_reads_a_world(tmp_path, tiny_model_dir):

@@ -58,8 +58,8 @@ def _run_demo(cfg: DemoConfig, command: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     sharpened = sharpened_row(cfg, world, runs / "sft_sharpened", sft_eval["rewards"])
     if sharpened is not None:
-        log(f"[evaluate {sharpened['name']}] "
-            f"{'cached' if sharpened.pop('cached') else f'{time.perf_counter() - t0:.1f} s'}")
+        cached = sharpened.pop("cached")
+        log(f"[evaluate {sharpened['name']}] {'cached' if cached else f'{time.perf_counter() - t0:.1f} s'}")
     bar = tqdm(cfg.methods, desc="methods", unit="method", disable=not cfg.verbose)
     for name in bar:
         bar.set_postfix_str(name)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import random
 import shutil
 import statistics
@@ -24,6 +23,7 @@ from transformers import EarlyStoppingCallback
 from ..config import from_dict
 from ..data import load_groups, validate_group, write_groups_jsonl
 from ..data.schema import DropReport, Group
+from ..evaluate.metrics import pair_agreement
 from ..fingerprint import hash_json
 from ..gym import Task, get_task, task_identity
 from ..gym.data import make_prompts, make_sft_data, read_jsonl, write_jsonl
@@ -282,15 +282,7 @@ def _train_rm(cfg: DemoConfig, root: Path, pairs: str, out: str, kind: str) -> d
 
 def _pairwise_agreement(groups: Sequence[Group]) -> float:
     """Share of response pairs with different gold rewards that the RM rewards order the same way."""
-    agree = total = 0
-    for g in groups:
-        gold = g.meta["gold_rewards"]
-        for i in range(g.k):
-            for j in range(i + 1, g.k):
-                if gold[i] != gold[j]:
-                    total += 1
-                    agree += (gold[i] - gold[j]) * (g.rewards[i] - g.rewards[j]) > 0
-    return agree / total if total else math.nan
+    return pair_agreement([g.meta["gold_rewards"] for g in groups], [g.rewards for g in groups])
 
 
 def annotate_groups(cfg: DemoConfig, root: Path, rm: str = "rm", suffix: str = "") -> dict[str, Any]:

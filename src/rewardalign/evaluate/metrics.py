@@ -146,6 +146,19 @@ EOS_MISSING_WARN = 0.10
 """Above this share of samples without EOS, ``evaluate`` and the demo warn: the policy has pushed EOS down."""
 
 
+def pair_agreement(gold: Sequence[Sequence[float]], scores: Sequence[Sequence[float]]) -> float:
+    """Share of the response pairs of each group with different ``gold`` values whose ``scores`` differ the same
+    way (a tie in the scores does not agree); NaN when no pair differs in gold."""
+    agree = total = 0
+    for g, s in zip(gold, scores):
+        for i in range(len(g)):
+            for j in range(i + 1, len(g)):
+                if g[i] != g[j]:
+                    total += 1
+                    agree += (g[i] - g[j]) * (s[i] - s[j]) > 0
+    return agree / total if total else math.nan
+
+
 def eos_missing_fraction(finished: Sequence[Sequence[bool]]) -> float:
     """Share of responses that never emit a stop token (cut by max_new_tokens), from [prompt][sample] flags."""
     flat = [bool(f) for row in finished for f in row]
