@@ -13,11 +13,9 @@ and at a lower one does not rest on how sharp each policy happens to be.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as futures
 import copy
 import dataclasses
 import json
-import multiprocessing
 import tempfile
 import time
 from pathlib import Path
@@ -73,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     saved = json.loads(path.read_text())
     by_task = {t: {int(s): runs for s, runs in seeds.items()} for t, seeds in saved["by_task"].items() if seeds}
     start = time.perf_counter()
-    ctx = multiprocessing.get_context("spawn")
-    with futures.ProcessPoolExecutor(max(1, args.workers), mp_context=ctx) as pool:
+    with claims._pool(args.workers) as pool:
         pending = {(t, s): pool.submit(reevaluate, t, s, args.work, args.quick, args.temperature, list(runs))
                    for t, seeds in by_task.items() for s, runs in seeds.items()}
         rewards = {key: f.result() for key, f in pending.items()}
