@@ -2,10 +2,13 @@
 seeds, with the stages' quality beside it; the README's demo figures come from here.
 
     python benchmarks/demo_seeds.py [--tasks arithmetic] [--seeds 3] [--quick] [--workers 2] [--work runs/demo_seeds]
+                                    [--force]
 
 Each (task, seed) is one ``run_demo`` call into ``<work>/<task>/seed<N>`` (so its stages are cached there, the same
 folders ``benchmarks/claims.py --work`` uses: a world built by one is reused by the other). A seed whose stages
-did not learn (the demo's quality gates) is counted and named, and left out of the table.
+did not learn (the demo's quality gates) is counted and named, and left out of the table; with ``--force`` its
+methods run anyway and its figures enter a table of their own (``demo_seeds_forced.md``): what they show is whether
+an objective drifts (KL, samples without EOS) on that task, not which method wins there.
 """
 
 from __future__ import annotations
@@ -23,15 +26,22 @@ from typing import Any
 
 from claims import check_tasks, mean_std, seed_list, task_folder
 
+from rewardalign.demo.learning import quality_failures
 from rewardalign.demo.pipeline import run_demo
+from rewardalign.gym import get_task
 from rewardalign.runs import write_json, write_text
 
 
-def one(task: str, seed: int, work: str, quick: bool) -> dict[str, Any]:
+def one(task: str, seed: int, work: str, quick: bool, force: bool) -> dict[str, Any]:
+    """One demo; ``stopped`` holds the gates it failed, also when ``force`` ran it on."""
     out = Path(work) / task_folder(task) / f"seed{seed}"
-    return run_demo({"task": task, "seed": seed, "quick": quick, "output": str(out), "verbose": False,
-                     "plots": False}, command=f"rewardalign demo --task {task} --seed {seed}"
-                                              + (" --quick" if quick else ""))
+    result = run_demo({"task": task, "seed": seed, "quick": quick, "output": str(out), "verbose": False,
+                       "plots": False, "force": force},
+                      command=f"rewardalign demo --task {task} --seed {seed}" + (" --quick" if quick else "")
+                      + (" --force" if force else ""))
+    if force and result["rows"]:  # gates failed but run on (a world without pairs still stops)
+        result["stopped"] = quality_failures(result["stats"], get_task(task).reward_range)
+    return result
 
 
 def stages_line(results: list[dict[str, Any]]) -> str:
@@ -63,6 +73,18 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def task_section(task: str, by_seed: dict[int, dict[str, Any]], forced: bool) -> list[str]:
+    """A task's markdown: how many seeds passed the gates, why the others failed, and the table over every seed
+    whose methods ran (with ``forced``, failed seeds too)."""
+    failed = [f"seed {s}: {'; '.join(r['stopped'])}" for s, r in by_seed.items() if r["stopped"]]
+    ran = [r for r in by_seed.values() if r["rows"]]  # a stopped demo has no rows
+    md = [f"## `{task}`: {len(by_seed) - len(failed)} of {len(by_seed)} seeds passed the quality gates", ""]
+    md += [f"- {'failed, run on with --force' if forced else 'stopped'}, {line}" for line in failed]
+    if ran:
+        md += [f"- stages (mean ± std over seeds): {stages_line(ran)}", "", table(ran)]
+    return [*md, ""]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", default="arithmetic", help="gym tasks, comma-separated (names or specs)")
@@ -71,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the demo's --quick sizes")
     parser.add_argument("--workers", type=int, default=2, help="processes, one torch thread each (default 2)")
     parser.add_argument("--work", default="runs/demo_seeds", help="work folder (the demos' output folders)")
+    parser.add_argument("--force", action="store_true",
+                        help="run the methods on seeds that fail the gates too (demo_seeds_forced.md/json)")
     args = parser.parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     check_tasks(tasks)
@@ -78,24 +102,19 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
     with futures.ProcessPoolExecutor(max(1, args.workers), mp_context=ctx) as pool:
-        pending = {(t, s): pool.submit(one, t, s, args.work, args.quick) for t in tasks for s in seeds}
+        pending = {(t, s): pool.submit(one, t, s, args.work, args.quick, args.force) for t in tasks for s in seeds}
         done = {key: f.result() for key, f in pending.items()}
     command = "python benchmarks/demo_seeds.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None
                                                                                        else sys.argv[1:]))
     md = [f"`{command.strip()}`: {time.perf_counter() - start:.0f} s, {args.workers} worker(s) × 1 torch thread, "
           f"{platform.machine()}, {os.cpu_count()} CPU cores", ""]
     for task in tasks:
-        ok = [done[(task, s)] for s in seeds if not done[(task, s)]["stopped"]]
-        stopped = [f"seed {s}: {'; '.join(done[(task, s)]['stopped'])}" for s in seeds if done[(task, s)]["stopped"]]
-        md += [f"## `{task}`: {len(ok)} of {len(seeds)} seeds passed the quality gates", ""]
-        md += [f"- stopped, {line}" for line in stopped]
-        if ok:
-            md += [f"- stages (mean ± std over seeds): {stages_line(ok)}", "", table(ok)]
-        md.append("")
+        md += task_section(task, {s: done[(task, s)] for s in seeds}, args.force)
     text = "\n".join(md)
     work = Path(args.work)
-    write_text(work / "demo_seeds.md", text)
-    write_json(work / "demo_seeds.json", {"command": command.strip(), "results": {
+    name = "demo_seeds_forced" if args.force else "demo_seeds"
+    write_text(work / f"{name}.md", text)
+    write_json(work / f"{name}.json", {"command": command.strip(), "results": {
         f"{t} seed {s}": {"stopped": r["stopped"], "stats": r["stats"], "rows": r["rows"]} for (t, s), r in done.items()}})
     print(text)
     return 0

@@ -157,6 +157,29 @@ def test_demo_seeds_table_is_mean_and_std_over_seeds():
     assert lines[3].startswith("| sft (T = 0.5) | 0.700 ± 0.141 | – |") and lines[4].startswith("| dpo |")
 
 
+def test_demo_seeds_section_keeps_failed_seeds_out_unless_forced():
+    import demo_seeds
+
+    def result(gold, stopped=(), rows=True):
+        return {"stopped": list(stopped),
+                "stats": {"sft": {"heldout_gold": 0.5}, "data": {"demonstration_gold_mean": 0.6, "random_gold_mean": 0.2},
+                          "annotation": {"heldout_rm_gold_agreement": 0.7}},
+                "rows": [{"name": "sft", "eval": {"reward_mean": 0.5}}, {"name": "dpo", "eval": {"reward_mean": gold}}]
+                if rows else []}
+
+    # without --force a seed that failed its gates stopped (no rows): named, and out of the table
+    md = demo_seeds.task_section("t", {0: result(0.4), 1: result(0.0, ["the reward model did not learn"], rows=False)},
+                                 forced=False)
+    assert md[0] == "## `t`: 1 of 2 seeds passed the quality gates"
+    assert "- stopped, seed 1: the reward model did not learn" in md
+    assert any(line.startswith("| dpo | 0.400 |") for line in "\n".join(md).splitlines())
+    # with --force it ran on: still counted as failed, and its figures join the table
+    md = demo_seeds.task_section("t", {0: result(0.4), 1: result(0.6, ["the reward model did not learn"])}, forced=True)
+    assert md[0] == "## `t`: 1 of 2 seeds passed the quality gates"
+    assert "- failed, run on with --force, seed 1: the reward model did not learn" in md
+    assert any(line.startswith("| dpo | 0.500 ± 0.141 |") for line in "\n".join(md).splitlines())
+
+
 def test_tune_picks_the_best_cell_averaged_over_tasks(monkeypatch, tmp_path):
     def fake_worlds(pool, tasks, seeds, *args):
         return {(t, s): (None, None, None, None) for t in tasks for s in seeds}, {}
