@@ -6,9 +6,9 @@ seeds, with the stages' quality beside it; the README's demo figures come from h
 
 Each (task, seed) is one ``run_demo`` call into ``<work>/<task>/seed<N>`` (so its stages are cached there, the same
 folders ``benchmarks/claims.py --work`` uses: a world built by one is reused by the other). A seed whose stages
-did not learn (the demo's quality gates) is counted and named, and left out of the table; with ``--force`` its
-methods run anyway and its figures enter a table of their own (``demo_seeds_forced.md``): what they show is whether
-an objective drifts (KL, samples without EOS) on that task, not which method wins there.
+did not learn (the demo's quality gates) is counted and named, and left out of the table. With ``--force`` its
+methods run anyway, every seed enters the table, and the files are ``demo_seeds_forced.md``/``.json``: on a task
+whose gates failed they show whether an objective drifts (KL, samples without EOS), not which method wins there.
 """
 
 from __future__ import annotations
