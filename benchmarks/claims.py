@@ -77,8 +77,12 @@ from rewardalign.runs import write_json, write_text
 BETA_MULTIPLIERS = (1 / 3, 1.0, 3.0)
 """β of a sweep, and of the tuning grid: the tuned (or default) β times these."""
 SWEEP = ("dpo", "spo", "spo_abs", "dro", "rpo", "una_score_mse")
-TUNED = (*SWEEP, "una_binary_bce", "drdo")
-"""The methods the claims measure (each tuned on the same grid); the noisy-pair rows are added to them."""
+BASELINES = ("ipo", "simpo", "kto")
+"""The demo's other baselines: tuned on the same grid, not measured by the claims (the demo's settings of a method
+that drifts at its own come from here: ``rewardalign.demo.config.METHODS``)."""
+TUNED = (*SWEEP, "una_binary_bce", "drdo", *BASELINES)
+"""The methods tuned on the same grid: those the claims measure and :data:`BASELINES`; the noisy-pair rows are
+added to them."""
 NOISE = 0.3
 TUNE_LRS = (3e-5, 1e-4, 3e-4)
 """The learning rates of the tuning grid (the best of a wider grid was always among these, --tune of earlier

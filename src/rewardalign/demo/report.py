@@ -208,8 +208,8 @@ def write_report(cfg: DemoConfig, world: World, rows: list[dict[str, Any]], plot
         f"learning rate, Adam), from the SFT policy, reference = the SFT policy. Learning rate and β per method "
         f"as `rewardalign.demo.config.METHODS` sets them (the table's columns), never tuned on this seed: the "
         f"best of the grid {{1e-5, 3e-5, 1e-4, 3e-4, 1e-3}} by held-out gold reward on arithmetic's tuning seeds "
-        f"1000-1002 at the demo's default sizes, each objective's paper's β (RPO and UNA-score: the claims "
-        f"benchmark's tuned learning rate and β).",
+        f"1000-1002 at the demo's default sizes, each objective's paper's β (RPO, UNA-score and KTO: the "
+        f"claims benchmark's tuned learning rate and β).",
         f"- **Evaluation**: {len(world.eval_prompts)} prompts × {cfg.eval_samples} samples (temperature "
         f"{cfg.eval_temperature}, the same sampling seed for every policy); "
         f"{s['data'].get('eval_prompts_seen_in_training', 0)} of these prompts occur in the SFT or preference "
