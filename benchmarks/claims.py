@@ -462,6 +462,9 @@ def tune(tasks: Sequence[str], seeds: Sequence[int], work: Path, quick: bool, wo
 
     best, lines = {}, ["| row | best lr | best β | gold | KL | no EOS | grid: mean gold | grid: worst gold (lr, β) | "
                        "grid: most samples without EOS (lr, β) |", "|---|---|---|---|---|---|---|---|---|"]
+    # rows and cells in the grid's order, not the order the runs finished in: the table and its ties stay put
+    order = list(dict.fromkeys(row for row, *_ in tune_jobs(0)))
+    results = {row: dict(sorted(results[row].items())) for row in order if row in results}
     for row, cells in results.items():
         (lr, beta), cell = max(cells.items(), key=lambda kv: mean(kv[1], "reward_mean"))
         worst_key, worst = min(cells.items(), key=lambda kv: mean(kv[1], "reward_mean"))
