@@ -22,7 +22,8 @@ def test_card_metadata_and_body(tmp_path):
     hyperparameters and the final metrics in the body."""
     cfg = AlignConfig(model="Qwen/Qwen2.5-0.5B-Instruct", data="HuggingFaceH4/ultrafeedback_binarized",
                       split="train_prefs", objective="dro", objective_args={"beta": 0.05})
-    args = training_arguments({"output_dir": str(tmp_path / "qwen-dro"), "learning_rate": 5e-7, "seed": 3}, "align")
+    args = training_arguments({"output_dir": str(tmp_path / "qwen-dro"), "learning_rate": 5e-7, "seed": 3,
+                               "gradient_checkpointing": True}, "align")
     summary = {"steps": 100, "train_loss": 0.25, "final_eval": {"eval_loss": 0.2, "eval_runtime": 1.5}}
     card = model_card(tmp_path / "qwen-dro", cfg, args, summary, "align", "dro")
     assert card.data.base_model == "Qwen/Qwen2.5-0.5B-Instruct"
@@ -34,6 +35,7 @@ def test_card_metadata_and_body(tmp_path):
     assert "| objective_args | beta=0.05 |" in text and "| learning_rate | 5e-07 |" in text and "| seed | 3 |" in text
     assert "| train_loss | 0.25 |" in text and "| eval_loss | 0.2 |" in text and "eval_runtime" not in text
     assert "split `train_prefs`" in text
+    assert text.count("_checkpointing | True |") == 1  # under the installed transformers' name, once
     # the card round-trips through huggingface_hub
     card.save(tmp_path / "README.md")
     assert RepoCard.load(tmp_path / "README.md").data.to_dict() == card.data.to_dict()

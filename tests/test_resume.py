@@ -123,6 +123,25 @@ def test_save_steps_alone_saves_every_save_steps():
                               "align").save_strategy == "no"
 
 
+def test_checkpointing_takes_the_installed_transformers_name(monkeypatch, recwarn):
+    """transformers 5.21 renamed gradient_checkpointing to activation_checkpointing: either name reaches the field
+    the installed version has, with no deprecation warning; both at once is an error."""
+    from rewardalign import runs
+
+    for name in ("gradient_checkpointing", "activation_checkpointing"):
+        args = training_arguments({"output_dir": "x", name: True}, "align")
+        assert args.gradient_checkpointing is True and getattr(args, "activation_checkpointing", True) is True
+    assert not [w for w in recwarn if "checkpointing" in str(w.message)]
+    with pytest.raises(ConfigError, match="not both"):
+        training_arguments({"output_dir": "x", "gradient_checkpointing": True, "activation_checkpointing": True},
+                           "align")
+    # before the rename (5.0-5.20) the new name is passed under the old one
+    before = runs.training_fields() - {"activation_checkpointing", "activation_checkpointing_kwargs"}
+    monkeypatch.setattr(runs, "training_fields", lambda: before)
+    assert runs.installed_names({"activation_checkpointing": True, "activation_checkpointing_kwargs": {}},
+                                "sft") == {"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {}}
+
+
 KILL_AT_STEP_4 = textwrap.dedent("""
     import json, os, signal, sys
     from transformers import TrainerCallback

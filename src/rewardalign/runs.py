@@ -118,13 +118,38 @@ def check_report_to(report_to: Any) -> None:
             raise ConfigError(f"report_to {name} needs its package: pip install {package}")
 
 
+RENAMED_FIELDS = (("gradient_checkpointing", "activation_checkpointing"),
+                  ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs"))
+"""TrainingArguments fields transformers renamed (old, new): 5.21 renamed gradient checkpointing to activation
+checkpointing and warns on the old name."""
+
+
+def installed_name(name: str) -> str:
+    """The name the installed transformers gives a :data:`RENAMED_FIELDS` field (either name), else ``name``."""
+    for old, new in RENAMED_FIELDS:
+        if name in (old, new):
+            return new if new in training_fields() else old
+    return name
+
+
+def installed_names(fields: dict[str, Any], what: str) -> dict[str, Any]:
+    """``fields`` under the installed transformers' names (:func:`installed_name`), so a config works, without a
+    deprecation warning, on either side of a rename; both names of one field given is a ConfigError."""
+    for old, new in RENAMED_FIELDS:
+        if old in fields and new in fields:
+            raise ConfigError(f"{what}: give {new} or {old} (its name before transformers 5.21), not both")
+    return {installed_name(k): v for k, v in fields.items()}
+
+
 def training_arguments(fields: dict[str, Any], what: str) -> Any:
     """``TrainingArguments`` from the config's remaining fields; an unknown field, a value of the wrong type or
     out of range (:func:`check_training_values`) or one transformers refuses is a ConfigError. ``save_steps``
-    without ``save_strategy`` means saving every ``save_steps`` steps."""
+    without ``save_strategy`` means saving every ``save_steps`` steps; a renamed field takes the installed
+    transformers' name (:func:`installed_names`)."""
     import torch
     from transformers import TrainingArguments
 
+    fields = installed_names(fields, what)
     unknown = sorted(set(fields) - training_fields())
     if unknown:
         raise ConfigError(

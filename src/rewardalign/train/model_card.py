@@ -20,7 +20,7 @@ from huggingface_hub import HfApi, ModelCard, ModelCardData
 
 from .. import __version__
 from ..objectives import get_objective
-from ..runs import RunFolder
+from ..runs import RunFolder, installed_name
 
 PAPERS = {
     "000": "Direct Reward Distillation: A Point-wise Alignment Approach",
@@ -181,7 +181,8 @@ def model_card(output_dir: str | Path, cfg: Any, args: Any, summary: dict[str, A
     )
     names = HYPERPARAMETERS + (ENSEMBLE if ensemble else ()) + (("oracle_alpha",) if method == "oracle" else ())
     hyper = [(k, _value(fields[k])) for k in names if fields.get(k) not in (None, {}, "")]
-    hyper += [(k, _value(getattr(args, k))) for k in TRAINING if getattr(args, k, None) not in (None, 0, False)]
+    hyper += [(k, _value(getattr(args, k))) for k in map(installed_name, TRAINING)
+              if getattr(args, k, None) not in (None, 0, False)]
     hyper += [("seed", str(args.seed)), ("processes", str(args.world_size))]
     versions = [("rewardalign", __version__)] + [(p, metadata.version(p)) for p in
                                                   ("transformers", "torch", "datasets", "accelerate")]
