@@ -26,21 +26,17 @@ from typing import Any
 
 from claims import check_tasks, mean_std, seed_list, task_folder
 
-from rewardalign.demo.learning import quality_failures
 from rewardalign.demo.pipeline import run_demo
-from rewardalign.gym import get_task
 from rewardalign.runs import write_json, write_text
 
 
 def one(task: str, seed: int, work: str, quick: bool, force: bool) -> dict[str, Any]:
-    """One demo; ``stopped`` holds the gates it failed, also when ``force`` ran it on."""
+    """One demo's ``demo.json`` content (``failed_gates``: the gates it failed, also when ``force`` ran it on)."""
     out = Path(work) / task_folder(task) / f"seed{seed}"
     result = run_demo({"task": task, "seed": seed, "quick": quick, "output": str(out), "verbose": False,
                        "plots": False, "force": force},
                       command=f"rewardalign demo --task {task} --seed {seed}" + (" --quick" if quick else "")
                       + (" --force" if force else ""))
-    if force and result["rows"]:  # gates failed but run on (a world without pairs still stops)
-        result["stopped"] = quality_failures(result["stats"], get_task(task).reward_range)
     return result
 
 
@@ -76,7 +72,7 @@ def table(results: list[dict[str, Any]]) -> str:
 def task_section(task: str, by_seed: dict[int, dict[str, Any]], forced: bool) -> list[str]:
     """A task's markdown: how many seeds passed the gates, why the others failed, and the table over every seed
     whose methods ran (with ``forced``, failed seeds too)."""
-    failed = [f"seed {s}: {'; '.join(r['stopped'])}" for s, r in by_seed.items() if r["stopped"]]
+    failed = [f"seed {s}: {'; '.join(r['failed_gates'])}" for s, r in by_seed.items() if r["failed_gates"]]
     ran = [r for r in by_seed.values() if r["rows"]]  # a stopped demo has no rows
     md = [f"## `{task}`: {len(by_seed) - len(failed)} of {len(by_seed)} seeds passed the quality gates", ""]
     md += [f"- {'failed, run on with --force' if forced else 'stopped'}, {line}" for line in failed]
@@ -115,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     name = "demo_seeds_forced" if args.force else "demo_seeds"
     write_text(work / f"{name}.md", text)
     write_json(work / f"{name}.json", {"command": command.strip(), "results": {
-        f"{t} seed {s}": {"stopped": r["stopped"], "stats": r["stats"], "rows": r["rows"]} for (t, s), r in done.items()}})
+        f"{t} seed {s}": {"failed_gates": r["failed_gates"], "stats": r["stats"], "rows": r["rows"]} for (t, s), r in done.items()}})
     print(text)
     return 0
 

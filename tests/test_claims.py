@@ -161,7 +161,7 @@ def test_demo_seeds_section_keeps_failed_seeds_out_unless_forced():
     import demo_seeds
 
     def result(gold, stopped=(), rows=True):
-        return {"stopped": list(stopped),
+        return {"failed_gates": list(stopped),
                 "stats": {"sft": {"heldout_gold": 0.5}, "data": {"demonstration_gold_mean": 0.6, "random_gold_mean": 0.2},
                           "annotation": {"heldout_rm_gold_agreement": 0.7}},
                 "rows": [{"name": "sft", "eval": {"reward_mean": 0.5}}, {"name": "dpo", "eval": {"reward_mean": gold}}]

@@ -237,11 +237,15 @@ def test_the_gates_stop_a_demo_whose_sft_cannot_learn(tmp_path, capsys):
     assert "SFT did not learn the task" in err and "--force" in err
     report = (out / "report.md").read_text()
     assert "stopped" in report and "The methods are not ranked" in report and "| dpo |" not in report
-    assert json.loads((out / "demo.json").read_text())["rows"] == []
+    stopped = json.loads((out / "demo.json").read_text())
+    assert stopped["rows"] == [] and stopped["stopped"] == stopped["failed_gates"]
     assert not (out / "runs").exists()
     assert main(args + ["--force"]) == 0
     report = (out / "report.md").read_text()
     assert "Warning: SFT did not learn the task" in report and "| dpo |" in report
+    forced = json.loads((out / "demo.json").read_text())  # ran on, and says which gates it failed
+    assert forced["stopped"] == [] and forced["failed_gates"][0] == stopped["failed_gates"][0]
+    assert "SFT did not learn the task" in forced["failed_gates"][0]
 
 
 def test_quality_gates_on_hand_values():

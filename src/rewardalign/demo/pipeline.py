@@ -25,7 +25,8 @@ from .stages import build_world, torch_threads
 def run_demo(raw: dict[str, Any] | DemoConfig, command: str = "rewardalign demo") -> dict[str, Any]:
     """Run the whole demo from a config mapping; returns ``demo.json``'s content. When SFT or the reward model
     did not learn (:mod:`.learning`) and ``force`` is off, it stops there: ``stopped`` holds why, the report says
-    so and no method is aligned or ranked."""
+    so and no method is aligned or ranked. ``failed_gates`` holds the gates that failed, also when ``force`` ran
+    the methods on."""
     cfg = raw if isinstance(raw, DemoConfig) else demo_config(raw)
     with torch_threads(cfg.threads):
         return _run_demo(cfg, command)
@@ -42,7 +43,8 @@ def _run_demo(cfg: DemoConfig, command: str) -> dict[str, Any]:
         _warn_cut(cfg, err.stats)
         seconds = time.perf_counter() - start
         write_stopped_report(cfg, err.stats, err.failures, seconds, command)
-        result = {"config": dataclasses.asdict(cfg), "stats": err.stats, "stopped": err.failures, "rows": [],
+        result = {"config": dataclasses.asdict(cfg), "stats": err.stats, "stopped": err.failures,
+                  "failed_gates": err.failures, "rows": [],
                   "seconds": round(seconds, 1)}
         write_json(out / "demo.json", result)
         print(stop_message(err.failures), file=sys.stderr)
@@ -77,7 +79,8 @@ def _run_demo(cfg: DemoConfig, command: str) -> dict[str, Any]:
         plots = report["plots"]
     seconds = time.perf_counter() - start
     write_report(cfg, world, rows, plots, seconds, command, sharpened)
-    result = {"config": dataclasses.asdict(cfg), "stats": world.stats, "stopped": [], "rows": rows,
+    result = {"config": dataclasses.asdict(cfg), "stats": world.stats, "stopped": [],
+              "failed_gates": world.failed_gates, "rows": rows,
               "sharpened_sft": sharpened, "plots": plots, "table": results_table(rows, sharpened),
               "seconds": round(seconds, 1)}
     write_json(out / "demo.json", result)

@@ -117,6 +117,7 @@ class World:
     heldout: str
     eval_prompts: list[str]
     stats: dict[str, Any]
+    failed_gates: list[str]
 
 
 def make_data(cfg: DemoConfig, task: Task, root: Path) -> dict[str, Any]:
@@ -354,10 +355,11 @@ def build_world(cfg: DemoConfig, root: str | Path | None = None, log: Callable[[
                                                          "rm_center_coefficient", "rm_eval_every", "rm_patience")}
     stats: dict[str, Any] = {}
 
-    def gate() -> None:
+    def gate() -> list[str]:
         failures = quality_failures(stats, task.reward_range)
         if failures and not cfg.force:
             raise StageDidNotLearn(failures, stats)
+        return failures
 
     stats["data"] = stages.run("data", data_key, lambda: make_data(cfg, task, root))
     stats["sft"] = stages.run("sft", sft_key, lambda: train_sft(cfg, task, root))
@@ -371,7 +373,8 @@ def build_world(cfg: DemoConfig, root: str | Path | None = None, log: Callable[[
     stats["reward_model"] = stages.run("reward_model", rm_key, lambda: train_reward_model_stage(cfg, root))
     stats["annotation"] = stages.run("annotation", rm_key | {"score_transform": cfg.score_transform},
                                      lambda: annotate_groups(cfg, root))
-    gate()
+    failed_gates = gate()
     return World(root=str(root), task=cfg.task, task_key=task_key, sft=str(root / "sft"), rm=str(root / "rm"),
                  train=str(root / "data" / "train.jsonl"), heldout=str(root / "data" / "heldout.jsonl"),
-                 eval_prompts=json.loads((root / "data" / "eval_prompts.json").read_text()), stats=stats)
+                 eval_prompts=json.loads((root / "data" / "eval_prompts.json").read_text()), stats=stats,
+                 failed_gates=failed_gates)
