@@ -178,6 +178,18 @@ def test_quick_preset_and_overrides():
         assert not needs.labels or feedback == "labels", name
 
 
+def test_every_method_runs_at_the_claims_tuned_settings():
+    """The demo's learning rate and beta of every method are the tuned ones docs/demo/claims.md publishes (one
+    grid for all, tuning seeds only): a retune that is not carried into METHODS fails here."""
+    text = (ROOT / "docs" / "demo" / "claims.md").read_text()
+    table = text[text.index("## Tuned settings"):].split("\n\n")[1]
+    tuned = {cells[0]: (float(cells[1]), float(cells[2])) for cells in
+             ([c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:])}
+    assert {"dpo", "dro", "kto"} <= set(tuned)
+    for name, spec in METHODS.items():
+        assert (spec.learning_rate, spec.objective_args.get("beta")) == tuned[name], name
+
+
 def test_groups_with_fewer_than_two_responses_are_filtered_and_counted():
     groups = [Group(f"p{i}", [f" {j}" for j in range(k)]) for i, k in enumerate([4, 1, 3, 2, 1, 4, 4, 4])]
     train, heldout, filtered = split_groups(groups, 0.25, seed=0)
