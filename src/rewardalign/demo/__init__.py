@@ -42,11 +42,11 @@ folder under a key of its settings, so a rerun or the claims benchmark reuses wh
    choices) and ``demo.json`` (everything, for machines) in the output folder.
 
 Budget. Every method trains ``align_steps`` steps of ``align_batch_size`` groups (the same number of
-gradient steps and groups for all, constant learning rate, Adam) at its paper's default beta, with the learning
-rate of :data:`METHODS` (the best of {1e-5, 3e-5, 1e-4, 3e-4, 1e-3} at the default sizes on seeds 1000-1002 of
-arithmetic, by an earlier version of ``benchmarks/claims.py --tune``), never tuned on the demo's seed; RPO,
-UNA-score and KTO, which drifted at those, take the claims benchmark's tuned learning rate and beta. The claims
-benchmark tunes its own settings (learning rate and beta, on other seeds of every task it measures).
+gradient steps and groups for all, constant learning rate, Adam) at the learning rate and beta of :data:`METHODS`:
+the same tuning budget for every method, the best of one grid, learning rate {3e-5, 1e-4, 3e-4} x (its paper's
+beta x {1/3, 1, 3}), by held-out gold reward on the tuning seed 1000 of arithmetic, sort and count at the
+``--quick`` sizes (``benchmarks/claims.py --tune``, which the claims benchmark measures with too); never tuned on
+a seed the demo measures.
 
 Choices, and why:
 

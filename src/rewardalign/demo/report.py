@@ -206,10 +206,10 @@ def write_report(cfg: DemoConfig, world: World, rows: list[dict[str, Any]], plot
         f"mean ({100 * ann['train_label_share']:.0f}% desirable).",
         f"- **Alignment**: every method {cfg.align_steps} steps × {cfg.align_batch_size} groups (constant "
         f"learning rate, Adam), from the SFT policy, reference = the SFT policy. Learning rate and β per method "
-        f"as `rewardalign.demo.config.METHODS` sets them (the table's columns), never tuned on this seed: the "
-        f"best of the grid {{1e-5, 3e-5, 1e-4, 3e-4, 1e-3}} by held-out gold reward on arithmetic's tuning seeds "
-        f"1000-1002 at the demo's default sizes, each objective's paper's β (RPO, UNA-score and KTO: the "
-        f"claims benchmark's tuned learning rate and β).",
+        f"as `rewardalign.demo.config.METHODS` sets them (the table's columns), never tuned on this seed: for "
+        f"every method the best of one grid, learning rate {{3e-5, 1e-4, 3e-4}} × (its paper's β × {{1/3, 1, "
+        f"3}}), by held-out gold reward on the tuning seed 1000 of arithmetic, sort and count at the `--quick` "
+        f"sizes (`python benchmarks/claims.py --tune`).",
         f"- **Evaluation**: {len(world.eval_prompts)} prompts × {cfg.eval_samples} samples (temperature "
         f"{cfg.eval_temperature}, the same sampling seed for every policy); "
         f"{s['data'].get('eval_prompts_seen_in_training', 0)} of these prompts occur in the SFT or preference "
