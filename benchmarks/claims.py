@@ -78,8 +78,8 @@ BETA_MULTIPLIERS = (1 / 3, 1.0, 3.0)
 """β of a sweep, and of the tuning grid: the tuned (or default) β times these."""
 SWEEP = ("dpo", "spo", "spo_abs", "dro", "rpo", "una_score_mse")
 BASELINES = ("ipo", "simpo", "kto")
-"""The demo's other baselines: tuned on the same grid, not measured by the claims (the demo's settings of a method
-that drifts at its own come from here: ``rewardalign.demo.config.METHODS``)."""
+"""The demo's other baselines: tuned on the same grid, not measured by the claims (the demo runs every method at this
+grid's best: ``rewardalign.demo.config.METHODS``)."""
 TUNED = (*SWEEP, "una_binary_bce", "drdo", *BASELINES)
 """The methods tuned on the same grid: those the claims measure and :data:`BASELINES`; the noisy-pair rows are
 added to them."""
