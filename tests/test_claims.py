@@ -244,6 +244,21 @@ def test_by_temperature_reads_the_aligned_policies_of_a_demo(tmp_path):
     assert by_temperature.demo_policies(tmp_path) == ["dro", "dpo"]  # SFT is the baseline, not a policy to align
 
 
+def test_tune_budget_picks_the_rate_of_the_best_mean_gold():
+    import tune_budget
+
+    def ev(gold, kl=0.5, eos=0.0):
+        return {"reward_mean": gold, "kl": kl, "eos_missing_fraction": eos}
+
+    # dpo: 1e-4 is best on task a (0.8) but poor on b (0.4): mean 0.6 < 3e-5's (0.7 + 0.6) / 2 = 0.65
+    done = {("a", 0, "dpo", 3e-5): ev(0.7), ("b", 0, "dpo", 3e-5): ev(0.6),
+            ("a", 0, "dpo", 1e-4): ev(0.8), ("b", 0, "dpo", 1e-4): ev(0.4, kl=3.0, eos=0.25)}
+    best, rows = tune_budget.best_rates(done, ["a", "b"], [0], ["dpo"], [3e-5, 1e-4])
+    assert best == {"dpo": 3e-5}
+    assert rows == ["| dpo | 3e-05 | 0.700, 0.50, 0.00 | 0.600, 0.50, 0.00 | 0.650 | 0.00 |",
+                    "| dpo | 0.0001 | 0.800, 0.50, 0.00 | 0.400, 3.00, 0.25 | 0.600 | 0.25 |"]
+
+
 def test_claims_by_temperature_replaces_only_the_gold_rewards():
     import claims_by_temperature
 

@@ -44,8 +44,7 @@ def _run_demo(cfg: DemoConfig, command: str) -> dict[str, Any]:
         seconds = time.perf_counter() - start
         write_stopped_report(cfg, err.stats, err.failures, seconds, command)
         result = {"config": dataclasses.asdict(cfg), "stats": err.stats, "stopped": err.failures,
-                  "failed_gates": err.failures, "rows": [],
-                  "seconds": round(seconds, 1)}
+                  "failed_gates": err.failures, "rows": [], "seconds": round(seconds, 1)}
         write_json(out / "demo.json", result)
         print(stop_message(err.failures), file=sys.stderr)
         log(f"written: {out / 'report.md'}, demo.json")
