@@ -13,7 +13,13 @@ from rewardalign.cli import main
 from rewardalign.config import ConfigError
 from rewardalign.data.schema import Group
 from rewardalign.data.tokenize import TokenizeConfig, TokenizeStats, tokenize_group
-from rewardalign.demo.config import DEFAULT_METHODS, METHODS, demo_config, fitted_max_length
+from rewardalign.demo.config import (
+    DEFAULT_METHODS,
+    FULL_BUDGET_LEARNING_RATES,
+    METHODS,
+    demo_config,
+    fitted_max_length,
+)
 from rewardalign.demo.learning import generation_budget, quality_failures, rm_failure, sft_failure
 from rewardalign.demo.stages import Stages, build_world, split_groups
 from rewardalign.gym import ArithmeticTask, get_task
@@ -188,6 +194,26 @@ def test_every_method_runs_at_the_claims_tuned_settings():
     assert {"dpo", "dro", "kto"} <= set(tuned)
     for name, spec in METHODS.items():
         assert (spec.learning_rate, spec.objective_args.get("beta")) == tuned[name], name
+
+
+def test_the_learning_rate_is_the_one_tuned_for_the_nearer_budget():
+    """40 steps (--quick) take METHODS' rates, 200 (the default) the re-tuned ones of docs/demo/tune_budget.md;
+    the boundary is their geometric mean, 89 steps; method_args still override either."""
+    text = (ROOT / "docs" / "demo" / "tune_budget.md").read_text()
+    line = next(x for x in text.splitlines() if x.startswith("Best learning rate by mean gold: "))
+    tuned = {m: float(lr) for m, lr in (pair.split() for pair in line.split(": ", 1)[1].split(", "))}
+    assert FULL_BUDGET_LEARNING_RATES == tuned and set(tuned) == set(DEFAULT_METHODS)
+    changed = [m for m in DEFAULT_METHODS if tuned[m] != METHODS[m].learning_rate]
+    assert changed  # else there is nothing to tell apart below
+    for name in changed:
+        assert demo_config({"quick": True}).method(name).learning_rate == METHODS[name].learning_rate
+        assert demo_config({"align_steps": 89}).method(name).learning_rate == METHODS[name].learning_rate
+        assert demo_config({"align_steps": 90}).method(name).learning_rate == tuned[name]
+        assert demo_config({}).method(name).learning_rate == tuned[name]
+        assert demo_config({}).method(name).objective_args == METHODS[name].objective_args
+    override = {"method_args": {changed[0]: {"learning_rate": 0.5}}}
+    assert demo_config(override).method(changed[0]).learning_rate == 0.5
+    assert demo_config({}).method("spo").learning_rate == METHODS["spo"].learning_rate  # not a default method
 
 
 def test_groups_with_fewer_than_two_responses_are_filtered_and_counted():

@@ -45,8 +45,9 @@ Budget. Every method trains ``align_steps`` steps of ``align_batch_size`` groups
 gradient steps and groups for all, constant learning rate, Adam) at the learning rate and beta of :data:`METHODS`:
 the same tuning budget for every method, the best of one grid, learning rate {3e-5, 1e-4, 3e-4} x (its paper's
 beta x {1/3, 1, 3}), by held-out gold reward on the tuning seed 1000 of arithmetic, sort and count at the
-``--quick`` sizes (``benchmarks/claims.py --tune``, which the claims benchmark measures with too); never tuned on
-a seed the demo measures.
+``--quick`` sizes (``benchmarks/claims.py --tune``, which the claims benchmark measures with too), and for runs
+nearer the default 200 steps than --quick's 40 the learning rate tuned again at 200 steps
+(:data:`FULL_BUDGET_LEARNING_RATES`, ``benchmarks/tune_budget.py``); never tuned on a seed the demo measures.
 
 Choices, and why:
 
