@@ -16,13 +16,12 @@ samples without EOS, per task and averaged; RPO (the other objective that collap
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
+import budget_runs
 import claims
 
 from rewardalign.demo.config import METHODS
@@ -37,25 +36,16 @@ defaults and at the beta the claims' tuning picked."""
 
 
 def one(task: str, seed: int, work: str, quick: bool, variant: str, lr: float, steps: int) -> dict[str, Any]:
-    cfg, world, baseline, _ = claims._prepare_seed(seed, work, quick, task)
-    cfg = dataclasses.replace(cfg, align_steps=steps)
     method = "rpo" if variant in OTHERS else "dro"
     args = OTHERS[variant] if variant in OTHERS else VARIANTS[variant]
     spec = dataclasses.replace(METHODS[method], learning_rate=lr, objective_args=dict(args))
-    job = claims.Job(seed, f"offset_{variant.replace(' ', '_')}@lr{lr:g}_steps{steps}", spec)
-    return claims._run_job(cfg, world, baseline, job)["eval"]
+    name = f"offset_{variant.replace(' ', '_')}@lr{lr:g}_steps{steps}"
+    return budget_runs.run_at_steps(task, seed, work, quick, spec, name, steps)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", default="arithmetic,sort,examples/tasks/count.py:CountTask")
-    parser.add_argument("--seeds", default="1000,", type=lambda text: claims.seed_list(text, 1000),
-                        help="a list (default 1000,: the tuning seed)")
-    parser.add_argument("--steps", type=int, default=200, help="alignment steps (default 200, the demo's)")
-    parser.add_argument("--lrs", default="1e-4,3e-4", help="learning rates (default 1e-4 (the demo's DRO), 3e-4)")
-    parser.add_argument("--quick", action="store_true", help="the worlds of the --quick sizes")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--work", default="runs/claims", help="the claims benchmark's work folder")
+    parser = budget_runs.parser(__doc__.split("\n\n")[0], "1e-4,3e-4",
+                                "learning rates (default 1e-4 (the demo's DRO), 3e-4)")
     args = parser.parse_args(argv)
     tasks = [t for t in args.tasks.split(",") if t]
     claims.check_tasks(tasks)
@@ -67,17 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         done = {c: f.result() for c, f in pending.items()}
     lines = [f"`python benchmarks/dro_offset.py {' '.join(argv if argv is not None else sys.argv[1:])}`: DRO at "
              f"beta 0.1, {args.steps} steps x 8 groups, seeds {seeds}", "",
-             "| offset | lr | " + " | ".join(f"{claims.task_folder(t)}: gold, KL, no EOS" for t in tasks)
-             + " | mean gold | worst no EOS |", "|---|---|" + "---|" * (len(tasks) + 2)]
+             *budget_runs.header("offset", tasks)]
     for v in [*VARIANTS, *OTHERS]:
         for lr in lrs:
-            evs = {t: [done[(t, s, v, lr)] for s in seeds] for t in tasks}
-            cell = [f"{statistics.mean(e['reward_mean'] for e in evs[t]):.3f}, "
-                    f"{statistics.mean(e['kl'] for e in evs[t]):.2f}, "
-                    f"{statistics.mean(e['eos_missing_fraction'] for e in evs[t]):.2f}" for t in tasks]
-            gold = statistics.mean(statistics.mean(e["reward_mean"] for e in evs[t]) for t in tasks)
-            worst = max(e["eos_missing_fraction"] for t in tasks for e in evs[t])
-            lines.append(f"| {v} | {lr:g} | " + " | ".join(cell) + f" | {gold:.3f} | {worst:.2f} |")
+            lines.append(budget_runs.row(v, lr, {t: [done[(t, s, v, lr)] for s in seeds] for t in tasks})[0])
     text = "\n".join(lines)
     write_text(Path(args.work) / "dro_offset.md", text + "\n")
     print(text)

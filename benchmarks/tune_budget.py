@@ -13,13 +13,12 @@ samples without EOS per task, their mean, and each method's best learning rate b
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
+import budget_runs
 import claims
 
 from rewardalign.demo.config import DEFAULT_METHODS, METHODS
@@ -27,11 +26,8 @@ from rewardalign.runs import write_json, write_text
 
 
 def one(task: str, seed: int, work: str, quick: bool, method: str, lr: float, steps: int) -> dict[str, Any]:
-    cfg, world, baseline, _ = claims._prepare_seed(seed, work, quick, task)
-    cfg = dataclasses.replace(cfg, align_steps=steps)
     spec = dataclasses.replace(METHODS[method], learning_rate=lr)
-    job = claims.Job(seed, f"budget_{method}@lr{lr:g}_steps{steps}", spec)
-    return claims._run_job(cfg, world, baseline, job)["eval"]
+    return budget_runs.run_at_steps(task, seed, work, quick, spec, f"budget_{method}@lr{lr:g}_steps{steps}", steps)
 
 
 def best_rates(done: dict[tuple, dict[str, Any]], tasks: list[str], seeds: list[int], methods: list[str],
@@ -41,28 +37,15 @@ def best_rates(done: dict[tuple, dict[str, Any]], tasks: list[str], seeds: list[
     for m in methods:
         means = {}
         for lr in lrs:
-            evs = {t: [done[(t, s, m, lr)] for s in seeds] for t in tasks}
-            cell = [f"{statistics.mean(e['reward_mean'] for e in evs[t]):.3f}, "
-                    f"{statistics.mean(e['kl'] for e in evs[t]):.2f}, "
-                    f"{statistics.mean(e['eos_missing_fraction'] for e in evs[t]):.2f}" for t in tasks]
-            means[lr] = statistics.mean(statistics.mean(e["reward_mean"] for e in evs[t]) for t in tasks)
-            worst = max(e["eos_missing_fraction"] for t in tasks for e in evs[t])
-            rows.append(f"| {m} | {lr:g} | " + " | ".join(cell) + f" | {means[lr]:.3f} | {worst:.2f} |")
+            line, means[lr] = budget_runs.row(m, lr, {t: [done[(t, s, m, lr)] for s in seeds] for t in tasks})
+            rows.append(line)
         best[m] = max(means, key=means.get)
     return best, rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", default="arithmetic,sort,examples/tasks/count.py:CountTask")
-    parser.add_argument("--seeds", default="1000,", type=lambda text: claims.seed_list(text, 1000),
-                        help="a list (default 1000,: the tuning seed)")
-    parser.add_argument("--steps", type=int, default=200, help="alignment steps (default 200, the demo's)")
-    parser.add_argument("--lrs", default="1e-5,3e-5,1e-4,3e-4", help="learning rates")
+    parser = budget_runs.parser(__doc__.split("\n\n")[0], "1e-5,3e-5,1e-4,3e-4", "learning rates")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="demo methods, comma-separated")
-    parser.add_argument("--quick", action="store_true", help="the worlds of the --quick sizes")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--work", default="runs/claims", help="the claims benchmark's work folder")
     args = parser.parse_args(argv)
     tasks = [t for t in args.tasks.split(",") if t]
     claims.check_tasks(tasks)
@@ -79,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     best, rows = best_rates(done, tasks, args.seeds, methods, lrs)
     command = f"python benchmarks/tune_budget.py {' '.join(argv if argv is not None else sys.argv[1:])}"
     lines = [f"`{command}`: every method at its tuned beta, {args.steps} steps x 8 groups, seeds {args.seeds}", "",
-             "| method | lr | " + " | ".join(f"{claims.task_folder(t)}: gold, KL, no EOS" for t in tasks)
-             + " | mean gold | worst no EOS |", "|---|---|" + "---|" * (len(tasks) + 2), *rows, "",
+             *budget_runs.header("method", tasks), *rows, "",
              "Best learning rate by mean gold: " + ", ".join(f"{m} {lr:g}" for m, lr in best.items())]
     text = "\n".join(lines)
     write_text(Path(args.work) / f"tune_budget_steps{args.steps}.md", text + "\n")
