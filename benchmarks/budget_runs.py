@@ -15,14 +15,26 @@ import claims
 from rewardalign.demo.config import MethodSpec
 
 
+def rates(text: str) -> list[float]:
+    """``--lrs``: comma-separated learning rates."""
+    try:
+        values = [float(x) for x in text.split(",") if x]
+    except ValueError:
+        values = []
+    if not values:
+        raise argparse.ArgumentTypeError(f"learning rates are comma-separated numbers, got {text!r}")
+    return values
+
+
 def parser(description: str, lrs: str, lrs_help: str) -> argparse.ArgumentParser:
-    """The options both take: tasks, seeds (the tuning seed by default), steps, learning rates, sizes, workers."""
+    """The options both take: tasks, seeds (the tuning seed by default), steps, learning rates (``lrs``, the default
+    as text: argparse parses it too), sizes, workers."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--tasks", default="arithmetic,sort,examples/tasks/count.py:CountTask")
     p.add_argument("--seeds", default="1000,", type=lambda text: claims.seed_list(text, 1000),
                    help="a list (default 1000,: the tuning seed)")
     p.add_argument("--steps", type=int, default=200, help="alignment steps (default 200, the demo's)")
-    p.add_argument("--lrs", default=lrs, help=lrs_help)
+    p.add_argument("--lrs", default=lrs, type=rates, help=lrs_help)
     p.add_argument("--quick", action="store_true", help="the worlds of the --quick sizes")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--work", default="runs/claims", help="the claims benchmark's work folder")

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     tasks = [t for t in args.tasks.split(",") if t]
     claims.check_tasks(tasks)
     seeds = args.seeds
-    lrs = [float(x) for x in args.lrs.split(",") if x]
+    lrs = args.lrs
     cells = [(t, s, v, lr) for t in tasks for s in seeds for v in [*VARIANTS, *OTHERS] for lr in lrs]
     with claims._pool(args.workers) as pool:
         pending = {c: pool.submit(one, c[0], c[1], args.work, args.quick, c[2], c[3], args.steps) for c in cells}

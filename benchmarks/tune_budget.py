@@ -1,7 +1,7 @@
 """The demo's learning rates at its full alignment budget: the claims' grid tunes at the --quick budget (40 steps).
 
     python benchmarks/tune_budget.py [--tasks arithmetic,sort,examples/tasks/count.py:CountTask] [--seeds 1000,]
-                                     [--steps 200] [--lrs 1e-5,3e-5,1e-4,3e-4] [--quick] [--work runs/claims]
+                                     [--steps 200] [--lrs 1e-5,3e-5,1e-4] [--quick] [--work runs/claims]
 
 ``benchmarks/claims.py --tune`` picks each method's learning rate and beta at the --quick budget (40 steps of 8
 groups). A learning rate is tuned for a number of steps: at five times as many (the demo's default 200) the best
@@ -44,7 +44,7 @@ def best_rates(done: dict[tuple, dict[str, Any]], tasks: list[str], seeds: list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = budget_runs.parser(__doc__.split("\n\n")[0], "1e-5,3e-5,1e-4,3e-4", "learning rates")
+    parser = budget_runs.parser(__doc__.split("\n\n")[0], "1e-5,3e-5,1e-4", "learning rates (default 1e-5,3e-5,1e-4)")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="demo methods, comma-separated")
     args = parser.parse_args(argv)
     tasks = [t for t in args.tasks.split(",") if t]
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"unknown demo method(s) {unknown}; known: {', '.join(METHODS)}")
-    lrs = [float(x) for x in args.lrs.split(",") if x]
+    lrs = args.lrs
     # tasks vary fastest, so the first workers build different worlds instead of waiting on the same one
     cells = [(t, s, m, lr) for m in methods for lr in lrs for s in args.seeds for t in tasks]
     with claims._pool(args.workers) as pool:
