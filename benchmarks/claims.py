@@ -376,7 +376,21 @@ def frontier_plot(by_seed: dict[int, dict[str, dict[str, Any]]], path: Path) -> 
 def _pool(workers: int) -> futures.Executor:
     if workers <= 1:
         return _Inline()
-    return futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    return futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_exit_with_parent, initargs=(os.getpid(),))
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a worker: exit as soon as the benchmark that started it is gone (killed, or stopped by Ctrl-C), rather
+    than run on through its queue of jobs with no one to report to."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 class _Inline(futures.Executor):

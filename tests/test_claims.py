@@ -259,6 +259,42 @@ def test_tune_budget_picks_the_rate_of_the_best_mean_gold():
                     "| dpo | 0.0001 | 0.800, 0.50, 0.00 | 0.400, 3.00, 0.25 | 0.600 | 0.25 |"]
 
 
+def test_pool_workers_exit_when_the_benchmark_is_killed(tmp_path):
+    """A benchmark killed mid-run (SIGKILL) leaves no worker running on through its queue."""
+    import signal
+    import subprocess
+    import time
+
+    script = tmp_path / "run.py"
+    script.write_text(f"""import os, sys, time
+sys.path.insert(0, {str(BENCH)!r})
+import claims
+if __name__ == "__main__":
+    pool = claims._pool(2)
+    jobs = [pool.submit(time.sleep, 600) for _ in range(4)]
+    while len(pool._processes) < 2:
+        time.sleep(0.1)
+    print(" ".join(map(str, pool._processes)), flush=True)
+    time.sleep(600)
+""")
+    run = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    workers = [int(p) for p in run.stdout.readline().split()]
+    assert len(workers) == 2
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+
+    def running(pid: int) -> bool:
+        try:
+            return "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0]
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 60  # a worker still importing exits once its initializer runs
+    while any(map(running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(running, workers))
+
+
 def test_claims_by_temperature_replaces_only_the_gold_rewards():
     import claims_by_temperature
 
