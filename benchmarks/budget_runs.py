@@ -16,13 +16,13 @@ from rewardalign.demo.config import MethodSpec
 
 
 def rates(text: str) -> list[float]:
-    """``--lrs``: comma-separated learning rates."""
+    """``--lrs`` (and tune_budget's ``--betas``): comma-separated numbers."""
     try:
         values = [float(x) for x in text.split(",") if x]
     except ValueError:
         values = []
     if not values:
-        raise argparse.ArgumentTypeError(f"learning rates are comma-separated numbers, got {text!r}")
+        raise argparse.ArgumentTypeError(f"comma-separated numbers, got {text!r}")
     return values
 
 

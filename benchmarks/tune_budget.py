@@ -1,14 +1,16 @@
 """The demo's learning rates at its full alignment budget: the claims' grid tunes at the --quick budget (40 steps).
 
     python benchmarks/tune_budget.py [--tasks arithmetic,sort,examples/tasks/count.py:CountTask] [--seeds 1000,]
-                                     [--steps 200] [--lrs 1e-5,3e-5,1e-4] [--quick] [--work runs/claims]
+                                     [--steps 200] [--lrs 1e-5,3e-5,1e-4] [--betas 1] [--quick] [--work runs/claims]
 
 ``benchmarks/claims.py --tune`` picks each method's learning rate and beta at the --quick budget (40 steps of 8
 groups). A learning rate is tuned for a number of steps: at five times as many (the demo's default 200) the best
 one of 40 steps can carry a method far from the SFT policy. This runs every method of the demo at its tuned beta
 (``rewardalign.demo.config.METHODS``) and each learning rate for ``--steps`` steps, on the worlds of
 ``benchmarks/claims.py`` (the tuning seed by default: nothing measured), and prints gold reward, KL and the share of
-samples without EOS per task, their mean, and each method's best learning rate by mean gold reward.
+samples without EOS per task, their mean, and each method's best learning rate by mean gold reward. With
+``--betas`` (multipliers of the tuned beta, e.g. ``0.333,1,3``: the claims' grid) the grid is joint, and each
+method's best (learning rate, beta) is printed too.
 """
 
 from __future__ import annotations
@@ -25,20 +27,35 @@ from rewardalign.demo.config import DEFAULT_METHODS, METHODS
 from rewardalign.runs import write_json, write_text
 
 
-def one(task: str, seed: int, work: str, quick: bool, method: str, lr: float, steps: int) -> dict[str, Any]:
+def beta(method: str, factor: float) -> float:
+    """``factor`` times the tuned beta of ``method`` (METHODS), to four significant digits."""
+    return float(f"{METHODS[method].objective_args['beta'] * factor:.4g}")
+
+
+def one(task: str, seed: int, work: str, quick: bool, method: str, lr: float, steps: int,
+        factor: float = 1.0) -> dict[str, Any]:
     spec = dataclasses.replace(METHODS[method], learning_rate=lr)
-    return budget_runs.run_at_steps(task, seed, work, quick, spec, f"budget_{method}@lr{lr:g}_steps{steps}", steps)
+    name = f"budget_{method}@lr{lr:g}_steps{steps}"
+    if factor != 1.0:  # the tuned beta keeps its runs' old names (and caches)
+        spec = dataclasses.replace(spec, objective_args={**spec.objective_args, "beta": beta(method, factor)})
+        name = f"budget_{method}@lr{lr:g}_beta{beta(method, factor):g}_steps{steps}"
+    return budget_runs.run_at_steps(task, seed, work, quick, spec, name, steps)
 
 
 def best_rates(done: dict[tuple, dict[str, Any]], tasks: list[str], seeds: list[int], methods: list[str],
-               lrs: list[float]) -> tuple[dict[str, float], list[str]]:
-    """Each method's learning rate of the highest gold reward averaged over tasks and seeds, and the table rows."""
+               lrs: list[float], factors: tuple[float, ...] = (1.0,)
+               ) -> tuple[dict[str, tuple[float, float]], list[str]]:
+    """Each method's (learning rate, beta factor) of the highest gold reward averaged over tasks and seeds, and the
+    table rows (named ``method`` at the tuned beta, ``method beta B`` at another)."""
     best, rows = {}, []
     for m in methods:
         means = {}
-        for lr in lrs:
-            line, means[lr] = budget_runs.row(m, lr, {t: [done[(t, s, m, lr)] for s in seeds] for t in tasks})
-            rows.append(line)
+        for f in factors:
+            label = m if f == 1.0 else f"{m} beta {beta(m, f):g}"
+            for lr in lrs:
+                evs = {t: [done[(t, s, m, lr, f)] for s in seeds] for t in tasks}
+                line, means[(lr, f)] = budget_runs.row(label, lr, evs)
+                rows.append(line)
         best[m] = max(means, key=means.get)
     return best, rows
 
@@ -46,6 +63,8 @@ def best_rates(done: dict[tuple, dict[str, Any]], tasks: list[str], seeds: list[
 def main(argv: list[str] | None = None) -> int:
     parser = budget_runs.parser(__doc__.split("\n\n")[0], "1e-5,3e-5,1e-4", "learning rates (default 1e-5,3e-5,1e-4)")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="demo methods, comma-separated")
+    parser.add_argument("--betas", default="1", type=budget_runs.rates,
+                        help="multipliers of each method's tuned beta (default 1; the claims' grid: 0.333,1,3)")
     args = parser.parse_args(argv)
     tasks = [t for t in args.tasks.split(",") if t]
     claims.check_tasks(tasks)
@@ -53,20 +72,28 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"unknown demo method(s) {unknown}; known: {', '.join(METHODS)}")
-    lrs = args.lrs
+    lrs, factors = args.lrs, tuple(args.betas)
     # tasks vary fastest, so the first workers build different worlds instead of waiting on the same one
-    cells = [(t, s, m, lr) for m in methods for lr in lrs for s in args.seeds for t in tasks]
+    cells = [(t, s, m, lr, f) for m in methods for f in factors for lr in lrs for s in args.seeds for t in tasks]
     with claims._pool(args.workers) as pool:
-        pending = {c: pool.submit(one, c[0], c[1], args.work, args.quick, c[2], c[3], args.steps) for c in cells}
+        pending = {c: pool.submit(one, c[0], c[1], args.work, args.quick, c[2], c[3], args.steps, c[4])
+                   for c in cells}
         done = {c: f.result() for c, f in pending.items()}
-    best, rows = best_rates(done, tasks, args.seeds, methods, lrs)
+    best, rows = best_rates(done, tasks, args.seeds, methods, lrs, factors)
     command = f"python benchmarks/tune_budget.py {' '.join(argv if argv is not None else sys.argv[1:])}"
-    lines = [f"`{command}`: every method at its tuned beta, {args.steps} steps x 8 groups, seeds {args.seeds}", "",
-             *budget_runs.header("method", tasks), *rows, "",
-             "Best learning rate by mean gold: " + ", ".join(f"{m} {lr:g}" for m, lr in best.items())]
+    grid = "at its tuned beta" if factors == (1.0,) else f"at its tuned beta x {', '.join(map(format, factors))}"
+    lines = [f"`{command}`: every method {grid}, {args.steps} steps x 8 groups, seeds {args.seeds}", "",
+             *budget_runs.header("method", tasks), *rows, ""]
+    if factors == (1.0,):
+        lines.append("Best learning rate by mean gold: " + ", ".join(f"{m} {lr:g}" for m, (lr, _) in best.items()))
+    else:
+        lines.append("Best (learning rate, beta) by mean gold: "
+                     + ", ".join(f"{m} {lr:g} {beta(m, f):g}" for m, (lr, f) in best.items()))
     text = "\n".join(lines)
-    write_text(Path(args.work) / f"tune_budget_steps{args.steps}.md", text + "\n")
-    write_json(Path(args.work) / f"tune_budget_steps{args.steps}.json", {"command": command, "best": best})
+    suffix = "" if factors == (1.0,) else "_betas"
+    write_text(Path(args.work) / f"tune_budget_steps{args.steps}{suffix}.md", text + "\n")
+    write_json(Path(args.work) / f"tune_budget_steps{args.steps}{suffix}.json",
+               {"command": command, "best": {m: {"learning_rate": lr, "beta": beta(m, f)} for m, (lr, f) in best.items()}})
     print(text)
     return 0
 

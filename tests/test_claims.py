@@ -251,12 +251,19 @@ def test_tune_budget_picks_the_rate_of_the_best_mean_gold():
         return {"reward_mean": gold, "kl": kl, "eos_missing_fraction": eos}
 
     # dpo: 1e-4 is best on task a (0.8) but poor on b (0.4): mean 0.6 < 3e-5's (0.7 + 0.6) / 2 = 0.65
-    done = {("a", 0, "dpo", 3e-5): ev(0.7), ("b", 0, "dpo", 3e-5): ev(0.6),
-            ("a", 0, "dpo", 1e-4): ev(0.8), ("b", 0, "dpo", 1e-4): ev(0.4, kl=3.0, eos=0.25)}
+    done = {("a", 0, "dpo", 3e-5, 1.0): ev(0.7), ("b", 0, "dpo", 3e-5, 1.0): ev(0.6),
+            ("a", 0, "dpo", 1e-4, 1.0): ev(0.8), ("b", 0, "dpo", 1e-4, 1.0): ev(0.4, kl=3.0, eos=0.25)}
     best, rows = tune_budget.best_rates(done, ["a", "b"], [0], ["dpo"], [3e-5, 1e-4])
-    assert best == {"dpo": 3e-5}
+    assert best == {"dpo": (3e-5, 1.0)}
     assert rows == ["| dpo | 3e-05 | 0.700, 0.50, 0.00 | 0.600, 0.50, 0.00 | 0.650 | 0.00 |",
                     "| dpo | 0.0001 | 0.800, 0.50, 0.00 | 0.400, 3.00, 0.25 | 0.600 | 0.25 |"]
+    # a joint grid: dpo's tuned beta is 0.3, so a factor 3 is beta 0.9, and 1e-4 there beats every cell above
+    done |= {("a", 0, "dpo", 3e-5, 3.0): ev(0.5), ("b", 0, "dpo", 3e-5, 3.0): ev(0.5),
+             ("a", 0, "dpo", 1e-4, 3.0): ev(0.7), ("b", 0, "dpo", 1e-4, 3.0): ev(0.7)}
+    best, rows = tune_budget.best_rates(done, ["a", "b"], [0], ["dpo"], [3e-5, 1e-4], (1.0, 3.0))
+    assert best == {"dpo": (1e-4, 3.0)}
+    assert rows[2:] == ["| dpo beta 0.9 | 3e-05 | 0.500, 0.50, 0.00 | 0.500, 0.50, 0.00 | 0.500 | 0.00 |",
+                        "| dpo beta 0.9 | 0.0001 | 0.700, 0.50, 0.00 | 0.700, 0.50, 0.00 | 0.700 | 0.00 |"]
 
 
 def test_pool_workers_exit_when_the_benchmark_is_killed(tmp_path):
