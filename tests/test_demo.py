@@ -1,6 +1,7 @@
 """``rewardalign demo``: the whole pipeline end to end (--quick), its report, its determinism, and the pieces of the
 claims benchmark that need no model."""
 
+import dataclasses
 import json
 import math
 import threading
@@ -263,6 +264,36 @@ def test_an_edited_task_rebuilds_every_stage(tmp_path):
     assert build() == [f"[{stage}] cached" for stage in stages]
     task_file.write_text(PLAIN_TASK + "\n# edited: the gold reward might have changed\n")
     assert not any("cached" in line for line in build())
+
+
+def test_an_ensemble_reward_model_annotates_with_its_members_mean(tmp_path):
+    """rm_members 2: train-rm's ensemble, the annotation its mean reward; only the reward-model stages rebuild,
+    and going back to one model leaves no member behind."""
+    import numpy as np
+
+    from rewardalign.data import load_groups
+    from rewardalign.rewards.sources import build_source
+
+    cfg = demo_config(NANO | {"output": str(tmp_path / "world")})
+    build_world(cfg, log=lambda line: None)
+    lines: list[str] = []
+    world = build_world(dataclasses.replace(cfg, rm_members=2), log=lines.append)
+    assert lines[:4] == [f"[{stage}] cached" for stage in ("data", "sft", "samples", "preferences")]
+    assert not any("cached" in line for line in lines[4:])
+    rm = Path(world.rm)
+    assert sorted(p.name for p in rm.iterdir() if p.is_dir()) == ["member_0", "member_1"]
+    assert not list(rm.glob("**/checkpoint-*"))
+    stats = world.stats["reward_model"]
+    assert stats["kind"] == "ensemble" and stats["steps"] > 0 and 0.0 <= stats["heldout_accuracy"] <= 1.0
+    groups, _ = load_groups(world.heldout, format="group")
+    prompts = [g.prompt for g in groups for _ in g.responses]
+    responses = [r for g in groups for r in g.responses]
+    members = [build_source(str(rm / m)).score(prompts, responses) for m in ("member_0", "member_1")]
+    assert not np.allclose(members[0], members[1])  # two seeds, two models
+    np.testing.assert_allclose([r for g in groups for r in g.rewards], (members[0] + members[1]) / 2, atol=1e-5)
+    back = build_world(cfg, log=lines.append)  # one model again: no member of the ensemble is left to annotate
+    assert back.stats["reward_model"]["kind"] == "bt" and not list(rm.glob("member_*"))
+    assert not (rm / "ensemble.json").exists()
 
 
 def test_the_gates_stop_a_demo_whose_sft_cannot_learn(tmp_path, capsys):

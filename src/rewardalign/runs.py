@@ -305,6 +305,7 @@ def held_outputs(folder: Path, manifest: dict[str, Any]) -> list[str]:
 
 
 def _remove_outputs(folder: Path, held: list[str]) -> None:
+    """Remove the ``held`` outputs and the manifest, then the subfolders they leave empty (an ensemble's members)."""
     for name in held:
         path = folder / name
         if path.is_dir():
@@ -312,6 +313,9 @@ def _remove_outputs(folder: Path, held: list[str]) -> None:
         else:
             path.unlink(missing_ok=True)
     (folder / MANIFEST).unlink(missing_ok=True)
+    for parent in sorted({(folder / name).parent for name in held}, key=lambda p: len(p.parts), reverse=True):
+        if parent != folder and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
 
 
 class RunFolder:

@@ -112,6 +112,8 @@ class DemoConfig:
     rm_center_coefficient: float = opt(0.01, "reward-model centring weight")
     rm_eval_every: int = opt(20, "reward model: accuracy on the held-out 10% of the pairs every N steps")
     rm_patience: int = opt(5, "reward model: stop after N evaluations without improvement (best one kept)")
+    rm_members: int = opt(1, "reward models of seeds seed, seed + 1, ... on the same pairs; above 1 an ensemble, "
+                          "whose mean reward annotates")
     score_transform: str = opt("sigmoid", "RM reward -> score: sigmoid or minmax")
     # alignment
     methods: list[str] = opt(help="the methods to align (see Methods below)", factory=lambda: list(DEFAULT_METHODS))
@@ -147,7 +149,7 @@ class DemoConfig:
             if extra:
                 raise ConfigError(f"method_args.{name}: only learning_rate and objective_args, got {sorted(extra)}")
         for name in ("sft_steps", "sft_eval_every", "sft_eval_prompts", "sft_patience", "rm_eval_every",
-                     "rm_patience"):
+                     "rm_patience", "rm_members"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_length is not None and self.max_length < 2:

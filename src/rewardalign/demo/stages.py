@@ -255,19 +255,22 @@ def train_reward_model_stage(cfg: DemoConfig, root: Path, pairs: str = "human_pa
     """A reward model (``kind`` bt or oracle) on the SFT model, trained on ``data/<pairs>.jsonl`` until its
     accuracy on the held-out 10% of the pairs stops improving (evaluated every ``rm_eval_every`` steps, at most
     ``rm_epochs`` epochs; transformers' ``EarlyStoppingCallback`` with ``load_best_model_at_end``: the best
-    checkpoint is the model)."""
+    checkpoint is the model). With ``rm_members`` M > 1, an ensemble of M such models (seeds ``seed + i``, the
+    same pairs; ``train-rm``'s ``kind: ensemble``) whose held-out accuracy is that of their mean reward."""
     with log_to(root / "logs" / f"{out}.log"):
         summary = _train_rm(cfg, root, pairs, out, kind)
-    for checkpoint in (root / out).glob("checkpoint-*"):
+    for checkpoint in (root / out).glob("**/checkpoint-*"):
         shutil.rmtree(checkpoint)
     final = summary.get("final_eval") or {}
-    return {"kind": kind, "train_pairs": summary["train_pairs"], "eval_pairs": summary["eval_pairs"],
-            "steps": summary["steps"], "heldout_accuracy": final.get("eval_accuracy"), **_cut(summary),
+    steps = summary["steps"] if "steps" in summary else sum(m["steps"] for m in summary["members"])
+    return {"kind": summary["kind"], "train_pairs": summary["train_pairs"], "eval_pairs": summary["eval_pairs"],
+            "steps": steps, "heldout_accuracy": final.get("eval_accuracy"), **_cut(summary),
             "heldout_bt_loss": final.get("eval_bt_loss"), "seconds": summary["seconds"]}
 
 
 def _train_rm(cfg: DemoConfig, root: Path, pairs: str, out: str, kind: str) -> dict[str, Any]:
     every = cfg.rm_eval_every
+    ensemble = {"kind": "ensemble", "members": cfg.rm_members, "member_kind": kind} if cfg.rm_members > 1 else {}
     return run_train_rm(from_dict(RewardModelConfig, {
         "kind": kind, "model": str(root / "sft"), "data": str(root / "data" / f"{pairs}.jsonl"),
         "format": "pairs", "eval_fraction": 0.1, "center_coefficient": cfg.rm_center_coefficient,
@@ -278,7 +281,7 @@ def _train_rm(cfg: DemoConfig, root: Path, pairs: str, out: str, kind: str) -> d
         "save_steps": every, "save_only_model": True, "save_total_limit": 1, "load_best_model_at_end": True,
         "metric_for_best_model": "accuracy", "greater_is_better": True,
         "seed": cfg.seed, "disable_tqdm": not cfg.verbose, "report_to": "none", "overwrite_output_dir": True,
-    }, "train-rm"), callbacks=[EarlyStoppingCallback(cfg.rm_patience)])
+    } | ensemble, "train-rm"), callbacks=[EarlyStoppingCallback(cfg.rm_patience)])
 
 
 def _pairwise_agreement(groups: Sequence[Group]) -> float:
@@ -353,6 +356,8 @@ def build_world(cfg: DemoConfig, root: str | Path | None = None, log: Callable[[
                                                           "annotator")}
     rm_key = sample_key | {f: getattr(cfg, f) for f in ("rm_epochs", "rm_batch_size", "rm_learning_rate",
                                                          "rm_center_coefficient", "rm_eval_every", "rm_patience")}
+    if cfg.rm_members > 1:  # one model keeps the key it had before ensembles
+        rm_key |= {"rm_members": cfg.rm_members}
     stats: dict[str, Any] = {}
 
     def gate() -> list[str]:
