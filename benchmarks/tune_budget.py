@@ -9,8 +9,8 @@ one of 40 steps can carry a method far from the SFT policy. This runs every meth
 (``rewardalign.demo.config.METHODS``) and each learning rate for ``--steps`` steps, on the worlds of
 ``benchmarks/claims.py`` (the tuning seed by default: nothing measured), and prints gold reward, KL and the share of
 samples without EOS per task, their mean, and each method's best learning rate by mean gold reward. With
-``--betas`` (multipliers of the tuned beta, e.g. ``0.333,1,3``: the claims' grid) the grid is joint, and each
-method's best (learning rate, beta) is printed too.
+``--betas`` (multipliers of the tuned beta, e.g. ``0.333,1,3``: the claims' grid) the grid is joint, and the
+last line gives each method's best (learning rate, beta) instead (written to ``tune_budget_steps<N>_betas.md``).
 """
 
 from __future__ import annotations
