@@ -272,6 +272,7 @@ def test_an_ensemble_reward_model_annotates_with_its_members_mean(tmp_path):
     import numpy as np
 
     from rewardalign.data import load_groups
+    from rewardalign.demo.report import write_report
     from rewardalign.rewards.sources import build_source
 
     cfg = demo_config(NANO | {"output": str(tmp_path / "world")})
@@ -291,6 +292,9 @@ def test_an_ensemble_reward_model_annotates_with_its_members_mean(tmp_path):
     members = [build_source(str(rm / m)).score(prompts, responses) for m in ("member_0", "member_1")]
     assert not np.allclose(members[0], members[1])  # two seeds, two models
     np.testing.assert_allclose([r for g in groups for r in g.rewards], (members[0] + members[1]) / 2, atol=1e-5)
+    sft_row = {"name": "sft", "eval": {"reward_mean": 0.5}}
+    report = write_report(dataclasses.replace(cfg, rm_members=2), world, [sft_row], {}, 1.0, "demo")
+    assert "an ensemble of 2 Bradley-Terry heads (seeds 0-1)" in report and "the members' mean RM logit" in report
     back = build_world(cfg, log=lines.append)  # one model again: no member of the ensemble is left to annotate
     assert back.stats["reward_model"]["kind"] == "bt" and not list(rm.glob("member_*"))
     assert not (rm / "ensemble.json").exists()

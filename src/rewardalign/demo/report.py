@@ -165,6 +165,17 @@ def write_stopped_report(cfg: DemoConfig, stats: dict[str, Any], failures: list[
     return report
 
 
+def _rm_what(cfg: DemoConfig) -> str:
+    """The reward model in words: one Bradley-Terry head, or an ensemble of ``rm_members``."""
+    if cfg.rm_members > 1:
+        return f"an ensemble of {cfg.rm_members} Bradley-Terry heads (seeds {cfg.seed}-{cfg.seed + cfg.rm_members - 1})"
+    return "Bradley-Terry head"
+
+
+def _rm_reward(cfg: DemoConfig) -> str:
+    return "the members' mean RM logit" if cfg.rm_members > 1 else "RM logit"
+
+
 def write_report(cfg: DemoConfig, world: World, rows: list[dict[str, Any]], plots: dict[str, str],
                  seconds: float, command: str, sharpened: dict[str, Any] | None = None) -> str:
     """``report.md`` in the output folder: the setup, whether the stages learned, the table, the choices and where
@@ -198,10 +209,10 @@ def write_report(cfg: DemoConfig, world: World, rows: list[dict[str, Any]], plot
         f"gold reward (temperature {cfg.annotator.get('temperature', 0.1)}, flip probability "
         f"{cfg.annotator.get('flip_prob', 0.0)}): {pref['pairs']} pairs ({pref['ties_skipped']} exact ties "
         f"skipped), {100 * pref['agree_with_gold']:.1f}% agree with the gold reward.",
-        f"- **Reward model**: Bradley-Terry head on the SFT model, {rm['steps']} steps on those pairs (at most "
-        f"{cfg.rm_epochs:g} epochs; the best of its evaluations every {cfg.rm_eval_every} steps is kept); its "
-        f"held-out accuracy: below.",
-        f"- **Annotation** of the K responses: rewards = RM logit (mean {ann['rm_reward_mean']:.2f}, std "
+        f"- **Reward model**: {_rm_what(cfg)} on the SFT model, {rm['steps']} steps on those pairs (at most "
+        f"{cfg.rm_epochs:g} epochs{' each' if cfg.rm_members > 1 else ''}; the best of its evaluations every "
+        f"{cfg.rm_eval_every} steps is kept); its held-out accuracy: below.",
+        f"- **Annotation** of the K responses: rewards = {_rm_reward(cfg)} (mean {ann['rm_reward_mean']:.2f}, std "
         f"{ann['rm_reward_std']:.2f}); scores = {cfg.score_transform}(reward); labels = reward above the group's "
         f"mean ({100 * ann['train_label_share']:.0f}% desirable).",
         f"- **Alignment**: every method {cfg.align_steps} steps × {cfg.align_batch_size} groups (constant "
