@@ -148,9 +148,10 @@ def cut_warning(cfg: DemoConfig, stats: dict[str, Any]) -> str | None:
 def stop_message(failures: list[str]) -> str:
     """What the demo says when a stage did not learn."""
     return ("The demo stopped: " + "; ".join(failures) + ". The methods are not ranked: a comparison of alignment "
-            "methods on a world where this stage did not learn would not mean anything. Give SFT or the reward "
-            "model more to learn from (--sft_steps, --model_init.hidden_size, --prompts, --rm_epochs), or rerun "
-            "with --force to continue anyway.")
+            "methods on a world where this stage did not learn would not mean anything. Give SFT more steps "
+            "(--sft_steps) or the reward model more pairs (--prompts: twice --quick's lifted keyword's and "
+            "reverse's from about 0.55 to 0.62) or more members (--rm_members), or rerun with --force to continue "
+            "anyway.")
 
 
 def write_stopped_report(cfg: DemoConfig, stats: dict[str, Any], failures: list[str], seconds: float,
