@@ -37,8 +37,9 @@ def one(task: str, seed: int, work: str, quick: bool, method: str, lr: float, st
     spec = dataclasses.replace(METHODS[method], learning_rate=lr)
     name = f"budget_{method}@lr{lr:g}_steps{steps}"
     if factor != 1.0:  # the tuned beta keeps its runs' old names (and caches)
-        spec = dataclasses.replace(spec, objective_args={**spec.objective_args, "beta": beta(method, factor)})
-        name = f"budget_{method}@lr{lr:g}_beta{beta(method, factor):g}_steps{steps}"
+        b = beta(method, factor)
+        spec = dataclasses.replace(spec, objective_args={**spec.objective_args, "beta": b})
+        name = f"budget_{method}@lr{lr:g}_beta{b:g}_steps{steps}"
     return budget_runs.run_at_steps(task, seed, work, quick, spec, name, steps)
 
 
@@ -81,16 +82,17 @@ def main(argv: list[str] | None = None) -> int:
         done = {c: f.result() for c, f in pending.items()}
     best, rows = best_rates(done, tasks, args.seeds, methods, lrs, factors)
     command = f"python benchmarks/tune_budget.py {' '.join(argv if argv is not None else sys.argv[1:])}"
-    grid = "at its tuned beta" if factors == (1.0,) else f"at its tuned beta x {', '.join(map(format, factors))}"
+    joint = factors != (1.0,)
+    grid = f"at its tuned beta x {', '.join(map(format, factors))}" if joint else "at its tuned beta"
     lines = [f"`{command}`: every method {grid}, {args.steps} steps x 8 groups, seeds {args.seeds}", "",
              *budget_runs.header("method", tasks), *rows, ""]
-    if factors == (1.0,):
-        lines.append("Best learning rate by mean gold: " + ", ".join(f"{m} {lr:g}" for m, (lr, _) in best.items()))
-    else:
+    if joint:
         lines.append("Best (learning rate, beta) by mean gold: "
                      + ", ".join(f"{m} {lr:g} {beta(m, f):g}" for m, (lr, f) in best.items()))
+    else:
+        lines.append("Best learning rate by mean gold: " + ", ".join(f"{m} {lr:g}" for m, (lr, _) in best.items()))
     text = "\n".join(lines)
-    suffix = "" if factors == (1.0,) else "_betas"
+    suffix = "_betas" if joint else ""
     write_text(Path(args.work) / f"tune_budget_steps{args.steps}{suffix}.md", text + "\n")
     write_json(Path(args.work) / f"tune_budget_steps{args.steps}{suffix}.json",
                {"command": command, "best": {m: {"learning_rate": lr, "beta": beta(m, f)} for m, (lr, f) in best.items()}})
