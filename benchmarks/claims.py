@@ -190,9 +190,9 @@ def task_folder(task: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", task).strip("_.")
 
 
-def seed_config(seed: int, work: Path, quick: bool, task: str, force: bool = False) -> DemoConfig:
+def seed_config(seed: int, work: Path, quick: bool, task: str, force: bool = False, rm_kind: str = "bt") -> DemoConfig:
     return demo_config({"seed": seed, "output": str(work / task_folder(task) / f"seed{seed}"), "quick": quick,
-                        "task": task, "verbose": False, "plots": False, "force": force})
+                        "task": task, "verbose": False, "plots": False, "force": force, "rm_kind": rm_kind})
 
 
 def noisy_pairs(cfg: DemoConfig, world: World, log: Callable[[str], None]) -> dict[str, Any]:
@@ -235,9 +235,9 @@ def _prepare_seed(seed: int, work: str, quick: bool, task: str, force: bool = Fa
     return cfg, world, base["rewards"], {"sft": _row_eval(base), "noise": noise}
 
 
-def _build_world(seed: int, work: str, quick: bool, task: str) -> dict[str, Any]:
+def _build_world(seed: int, work: str, quick: bool, task: str, rm_kind: str) -> dict[str, Any]:
     """Only the (task, seed) world's stages (``--stages``), gates reported rather than enforced: its statistics."""
-    cfg = seed_config(seed, Path(work), quick, task, force=True)
+    cfg = seed_config(seed, Path(work), quick, task, force=True, rm_kind=rm_kind)
     with torch_threads(cfg.threads):
         return build_world(cfg, log=lambda _m: None).stats
 
@@ -546,6 +546,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune", action="store_true", help="run the tuning grid (writes tune.json) instead")
     parser.add_argument("--settings", default=None,
                         help="the tuned settings the claims run with (default: <work>/tune.json, from --tune)")
+    parser.add_argument("--rm-kind", default="bt", choices=("bt", "likelihood"),
+                        help="with --stages: the demo's rm_kind (default bt)")
     parser.add_argument("--stages", action="store_true",
                         help="only build the worlds (data, SFT, reward model) and tabulate whether they learned")
     parser.add_argument("--tune-seeds", default="1", type=lambda text: seed_list(text, 1000),
@@ -565,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
         seeds = args.seeds
         start = time.perf_counter()
         with _pool(args.workers) as pool:
-            pending = {(t, s): pool.submit(_build_world, s, str(work), args.quick, t) for s in seeds for t in tasks}
+            pending = {(t, s): pool.submit(_build_world, s, str(work), args.quick, t, args.rm_kind) for s in seeds for t in tasks}
             stats = {key: f.result() for key, f in pending.items()}
         text = (f"`{command.strip()}` ({time.perf_counter() - start:.0f} s; {setup})\n\n{stages_table(stats)}\n")
         write_text(out / "stages.md", text)

@@ -2,7 +2,7 @@
 seeds, with the stages' quality beside it; the README's demo figures come from here.
 
     python benchmarks/demo_seeds.py [--tasks arithmetic] [--seeds 3] [--quick] [--workers 2] [--work runs/demo_seeds]
-                                    [--force]
+                                    [--force] [--rm-kind likelihood]
 
 Each (task, seed) is one ``run_demo`` call into ``<work>/<task>/seed<N>`` (so its stages are cached there, the same
 folders ``benchmarks/claims.py --work`` uses: a world built by one is reused by the other). A seed whose stages
@@ -30,13 +30,13 @@ from rewardalign.demo.pipeline import run_demo
 from rewardalign.runs import write_json, write_text
 
 
-def one(task: str, seed: int, work: str, quick: bool, force: bool) -> dict[str, Any]:
+def one(task: str, seed: int, work: str, quick: bool, force: bool, rm_kind: str = "bt") -> dict[str, Any]:
     """One demo's ``demo.json`` content (``failed_gates``: the gates it failed, also when ``force`` ran it on)."""
     out = Path(work) / task_folder(task) / f"seed{seed}"
     result = run_demo({"task": task, "seed": seed, "quick": quick, "output": str(out), "verbose": False,
-                       "plots": False, "force": force},
+                       "plots": False, "force": force, "rm_kind": rm_kind},
                       command=f"rewardalign demo --task {task} --seed {seed}" + (" --quick" if quick else "")
-                      + (" --force" if force else ""))
+                      + (" --force" if force else "") + (f" --rm_kind {rm_kind}" if rm_kind != "bt" else ""))
     return result
 
 
@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="runs/demo_seeds", help="work folder (the demos' output folders)")
     parser.add_argument("--force", action="store_true",
                         help="run the methods on seeds that fail the gates too (demo_seeds_forced.md/json)")
+    parser.add_argument("--rm-kind", default="bt", choices=("bt", "likelihood"), help="the demo's rm_kind")
     args = parser.parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     check_tasks(tasks)
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
     with futures.ProcessPoolExecutor(max(1, args.workers), mp_context=ctx) as pool:
-        pending = {(t, s): pool.submit(one, t, s, args.work, args.quick, args.force) for t in tasks for s in seeds}
+        pending = {(t, s): pool.submit(one, t, s, args.work, args.quick, args.force, args.rm_kind) for t in tasks for s in seeds}
         done = {key: f.result() for key, f in pending.items()}
     command = "python benchmarks/demo_seeds.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None
                                                                                        else sys.argv[1:]))

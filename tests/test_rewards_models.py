@@ -92,8 +92,8 @@ def test_oracle_saves_a_standard_directory(tok, tmp_path):
     assert type(loaded).__name__ == "LlamaForSequenceClassification" and loaded.config.num_labels == 1
     batch = batch_of(tok, [("tell red", "cat good"), ("tell blue", "dog bad fast")])
     with torch.no_grad():
-        assert torch.allclose(sequence_rewards(loaded, batch["input_ids"], batch["attention_mask"]),
-                              sequence_rewards(oracle, batch["input_ids"], batch["attention_mask"]), atol=1e-6)
+        assert torch.allclose(sequence_rewards(loaded, batch),
+                              sequence_rewards(oracle, batch), atol=1e-6)
 
 
 def test_only_one_label_sequence_classifiers_are_reward_models(tok, tmp_path):

@@ -57,7 +57,7 @@ def test_reward_model_source_matches_the_model(models):
     tg, _ = tokenize_groups([Group(p, [r]) for p, r in zip(PROMPTS, RESPONSES)], tok, TokenizeConfig(max_length=32))
     batch = collate_groups(tg, tok.pad_token_id)
     with torch.no_grad():
-        expected = sequence_rewards(model, batch["input_ids"], batch["attention_mask"]).double().numpy()
+        expected = sequence_rewards(model, batch).double().numpy()
     assert values == pytest.approx(expected, abs=1e-5)
     # a response scored alone (no padding) gets the reward it gets in a padded batch
     alone = build_source(str(root / "rm")).score(PROMPTS[2:3], RESPONSES[2:3])

@@ -10,17 +10,20 @@ import textwrap
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from transformers import EarlyStoppingCallback
 
 from rewardalign import cli
 from rewardalign.config import ConfigError
-from rewardalign.data.tokenize import TokenizeConfig, tokenize_groups
+from rewardalign.data.schema import Group
+from rewardalign.data.tokenize import TokenizeConfig, tokenize_group, tokenize_groups
 from rewardalign.modeling.loading import load_tokenizer
 from rewardalign.modeling.tiny import save_tiny
 from rewardalign.rewards.model_sources import EnsembleSource, RewardModelSource
 from rewardalign.rewards.models import (
     OracleRewardModel,
+    check_reward_model_dir,
     ensemble_members,
     load_reward_model,
     read_training_info,
@@ -170,7 +173,44 @@ def test_ensemble_members_saved_and_loaded(setup):
     assert read_training_info(members[1])["kind"] == "bt"
 
 
-@pytest.mark.parametrize("kind", ["bt", "oracle"])
+def _mean_logp_by_hand(path, prompt: str, response: str) -> float:
+    """(1/|y|) sum_t log p(y_t | x, y_<t) of the causal LM at ``path``, from its full logits (plain transformers)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(path)).eval()
+    item = tokenize_group(Group(prompt, [response]), load_tokenizer(path), TokenizeConfig(max_length=32), 0)
+    ids = torch.tensor([item.prompt_ids + item.response_ids[0]])
+    with torch.no_grad():
+        logp = model(input_ids=ids).logits[0].log_softmax(-1)
+    n = len(item.response_ids[0])
+    start = len(item.prompt_ids)
+    return sum(float(logp[t - 1, ids[0, t]]) for t in range(start, start + n)) / n
+
+
+def test_likelihood_reward_model_learns_and_scores_its_mean_log_likelihood(setup):
+    """kind likelihood: BT on r = beta / |y| * log pi(y|x) trains the causal LM itself, saved as a plain causal LM
+    with its beta and offset (the held-out mean reward) beside it; the reward source gives
+    beta * mean token log-prob - offset, computed here from the model's full logits."""
+    out = setup / "likelihood"
+    summary = train_reward_model(base_config(setup, output_dir=str(out), kind="likelihood", likelihood_beta=2.0,
+                                             learning_rate=3e-3, num_train_epochs=2))
+    print(f"likelihood held-out accuracy {summary['final_eval']['eval_accuracy']:.3f}")
+    assert summary["final_eval"]["eval_accuracy"] >= 0.8
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+    meta = read_training_info(out)
+    assert meta["kind"] == "likelihood" and meta["likelihood_beta"] == 2.0
+    assert meta["offset"] == summary["final_eval"]["eval_reward_mean"] < 0
+    prompts, responses = ["tell red cat", "tell sun moon"], [" sun good tree", " sun bad tree and more"]
+    ours = RewardModelSource(out).score(prompts, responses)
+    by_hand = [2.0 * _mean_logp_by_hand(out, p, r) - meta["offset"] for p, r in zip(prompts, responses)]
+    assert ours.tolist() == pytest.approx(by_hand, abs=1e-4)
+    assert ours[0] > ours[1]  # "good" is the preferred word
+    # a causal LM without that metadata is no reward model
+    with pytest.raises(ConfigError, match="not a reward model"):
+        check_reward_model_dir(setup / "tiny")
+
+
+@pytest.mark.parametrize("kind", ["bt", "oracle", "likelihood"])
 def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(setup, kind, stop_at):
     """Checkpoints and resume are Trainer's own: a bt checkpoint is a standard reward-model directory, an oracle
     checkpoint the wrapper's state (with its LM head); both resume onto the uninterrupted trajectory."""
@@ -200,6 +240,9 @@ def test_bad_config_fails_before_any_model_loads(setup, monkeypatch, capsys):
         ({"kind": "gan"}, "kind must be one of"),
         ({"kind": "ensemble", "members": 1}, "members >= 2"),
         ({"oracle_alpha": 2.0}, "oracle_alpha"),
+        ({"kind": "likelihood", "center_coefficient": 0.01}, "center_coefficient must be 0"),
+        ({"kind": "likelihood", "likelihood_beta": 0}, "likelihood_beta must be > 0"),
+        ({"kind": "ensemble", "member_kind": "gan"}, "member_kind must be one of"),
         ({"eval_fraction": 1.0}, "eval_fraction"),
         ({"learning_rat": 1e-3}, "unknown train-rm field"),
         ({"model": str(setup / "missing")}, "missing. does not exist"),

@@ -64,6 +64,10 @@ takes these for runs nearer 200 steps than 40."""
 
 DEFAULT_METHODS = ("dro", "drdo", "una_score_mse", "una_binary_bce", "spo_abs", "rpo", "dpo", "ipo", "simpo", "kto")
 
+RM_LEARNING_RATES = {"bt": 1e-3, "likelihood": 1e-4}
+"""The reward model's learning rate by ``rm_kind`` when ``rm_learning_rate`` is unset: a new score head on the SFT
+model takes 1e-3; the likelihood kind trains the SFT model's own weights (measured: see docs/tasks.md)."""
+
 FEEDBACK_TEXT = {
     "rewards": "RM rewards of all K responses",
     "scores": "scores sigmoid(RM reward) of all K responses",
@@ -108,8 +112,11 @@ class DemoConfig:
     # reward model
     rm_epochs: float = opt(3.0, "cap on reward-model epochs (it stops earlier when held-out accuracy stalls)")
     rm_batch_size: int = opt(32, "reward-model batch size (pairs)")
-    rm_learning_rate: float = opt(1e-3, "reward-model learning rate")
-    rm_center_coefficient: float = opt(0.01, "reward-model centring weight")
+    rm_kind: str = opt("bt", "reward model: bt (a score head on the SFT model) or likelihood (the SFT model's own "
+                             "beta / |y| * log pi(y|x), trained by Bradley-Terry: SimPO's reward)")
+    rm_learning_rate: float | None = opt(None, "reward-model learning rate (default: the kind's, RM_LEARNING_RATES)")
+    rm_center_coefficient: float = opt(0.01, "reward-model centring weight (bt; a likelihood model is centred by "
+                                       "its offset)")
     rm_eval_every: int = opt(20, "reward model: accuracy on the held-out 10% of the pairs every N steps")
     rm_patience: int = opt(5, "reward model: stop after N evaluations without improvement (best one kept)")
     rm_members: int = opt(1, "reward models of seeds seed, seed + 1, ... on the same pairs; above 1 an ensemble, "
@@ -157,6 +164,8 @@ class DemoConfig:
                               f"{self.max_length}; leave it out to fit it to the task")
         if self.k < 2:
             raise ConfigError(f"k must be >= 2 (responses sampled per prompt), got {self.k}")
+        if self.rm_kind not in RM_LEARNING_RATES:
+            raise ConfigError(f"rm_kind must be one of {', '.join(RM_LEARNING_RATES)}, got {self.rm_kind!r}")
         if self.score_transform not in ("sigmoid", "minmax"):
             raise ConfigError(f"score_transform must be sigmoid or minmax, got {self.score_transform!r}")
         if self.sharpened_temperature is not None and not self.sharpened_temperature > 0.0:
@@ -167,6 +176,11 @@ class DemoConfig:
             FeedbackConfig(**self.annotator)
         except (TypeError, ValueError) as err:
             raise ConfigError(f"annotator: {err}") from err
+
+    @property
+    def rm_lr(self) -> float:
+        """The reward model's learning rate: ``rm_learning_rate``, or :data:`RM_LEARNING_RATES` of ``rm_kind``."""
+        return self.rm_learning_rate if self.rm_learning_rate is not None else RM_LEARNING_RATES[self.rm_kind]
 
     def method(self, name: str) -> MethodSpec:
         """The method's spec with this config's ``method_args`` applied. Its learning rate is the one tuned for the

@@ -251,14 +251,15 @@ def preference_pairs(cfg: DemoConfig, root: Path, annotator: dict[str, Any] | No
 
 
 def train_reward_model_stage(cfg: DemoConfig, root: Path, pairs: str = "human_pairs", out: str = "rm",
-                             kind: str = "bt") -> dict[str, Any]:
-    """A reward model (``kind`` bt or oracle) on the SFT model, trained on ``data/<pairs>.jsonl`` until its
+                             kind: str | None = None) -> dict[str, Any]:
+    """A reward model (``kind`` bt, oracle or likelihood; default ``rm_kind``) on the SFT model, trained on
+    ``data/<pairs>.jsonl`` until its
     accuracy on the held-out 10% of the pairs stops improving (evaluated every ``rm_eval_every`` steps, at most
     ``rm_epochs`` epochs; transformers' ``EarlyStoppingCallback`` with ``load_best_model_at_end``: the best
     checkpoint is the model). With ``rm_members`` M > 1, an ensemble of M such models (seeds ``seed + i``, the
     same pairs; ``train-rm``'s ``kind: ensemble``) whose held-out accuracy is that of their mean reward."""
     with log_to(root / "logs" / f"{out}.log"):
-        summary = _train_rm(cfg, root, pairs, out, kind)
+        summary = _train_rm(cfg, root, pairs, out, kind or cfg.rm_kind)
     for checkpoint in (root / out).glob("**/checkpoint-*"):
         shutil.rmtree(checkpoint)
     final = summary.get("final_eval") or {}
@@ -271,12 +272,13 @@ def train_reward_model_stage(cfg: DemoConfig, root: Path, pairs: str = "human_pa
 def _train_rm(cfg: DemoConfig, root: Path, pairs: str, out: str, kind: str) -> dict[str, Any]:
     every = cfg.rm_eval_every
     ensemble = {"kind": "ensemble", "members": cfg.rm_members, "member_kind": kind} if cfg.rm_members > 1 else {}
+    center = cfg.rm_center_coefficient if kind != "likelihood" else 0.0
     return run_train_rm(from_dict(RewardModelConfig, {
         "kind": kind, "model": str(root / "sft"), "data": str(root / "data" / f"{pairs}.jsonl"),
-        "format": "pairs", "eval_fraction": 0.1, "center_coefficient": cfg.rm_center_coefficient,
+        "format": "pairs", "eval_fraction": 0.1, "center_coefficient": center,
         "max_length": cfg.max_length, "output_dir": str(root / out), "num_train_epochs": cfg.rm_epochs,
         "per_device_train_batch_size": cfg.rm_batch_size, "per_device_eval_batch_size": 128,
-        "learning_rate": cfg.rm_learning_rate, "lr_scheduler_type": "cosine", "warmup_steps": 5,
+        "learning_rate": cfg.rm_lr, "lr_scheduler_type": "cosine", "warmup_steps": 5,
         "logging_steps": 20, "eval_strategy": "steps", "eval_steps": every, "save_strategy": "steps",
         "save_steps": every, "save_only_model": True, "save_total_limit": 1, "load_best_model_at_end": True,
         "metric_for_best_model": "accuracy", "greater_is_better": True,
@@ -354,10 +356,12 @@ def build_world(cfg: DemoConfig, root: str | Path | None = None, log: Callable[[
                                                        "max_length")}
     sample_key = sft_key | {f: getattr(cfg, f) for f in ("k", "sample_temperature", "heldout_fraction",
                                                           "annotator")}
-    rm_key = sample_key | {f: getattr(cfg, f) for f in ("rm_epochs", "rm_batch_size", "rm_learning_rate",
-                                                         "rm_center_coefficient", "rm_eval_every", "rm_patience")}
-    if cfg.rm_members > 1:  # one model keeps the key it had before ensembles
-        rm_key |= {"rm_members": cfg.rm_members}
+    rm_key = sample_key | {f: getattr(cfg, f) for f in ("rm_epochs", "rm_batch_size", "rm_center_coefficient",
+                                                         "rm_eval_every", "rm_patience")}
+    rm_key |= {"rm_learning_rate": cfg.rm_lr}
+    # one bt model keeps the key it had before ensembles and other kinds
+    rm_key |= {"rm_members": cfg.rm_members} if cfg.rm_members > 1 else {}
+    rm_key |= {"rm_kind": cfg.rm_kind} if cfg.rm_kind != "bt" else {}
     stats: dict[str, Any] = {}
 
     def gate() -> list[str]:

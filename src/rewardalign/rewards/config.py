@@ -10,7 +10,8 @@ from typing import Any
 from ..config import FORMAT_OPTIONS_HELP, ConfigError, RunFields, check_data_path, check_model_path, opt
 from ..data.tokenize import TokenizeConfig
 
-KINDS = ("bt", "oracle", "ensemble")
+KINDS = ("bt", "oracle", "likelihood", "ensemble")
+MEMBER_KINDS = ("bt", "oracle", "likelihood")
 
 
 @dataclass
@@ -18,20 +19,24 @@ class RewardModelConfig(RunFields):
     """The fields of ``rm.yaml`` besides transformers ``TrainingArguments`` fields (output_dir, learning_rate,
     num_train_epochs, per_device_train_batch_size, eval_strategy, report_to, ...), which sit beside them.
 
-    kind: ``bt`` | ``oracle`` (BT + ``oracle_alpha`` * NLL of the chosen response, 002 Eq. 5) | ``ensemble``
-    (``members`` reward models of kind ``member_kind``, seeds ``seed + i``, each on a bootstrap resample of the
-    training pairs when ``bootstrap``). ``seed`` also seeds the data order and the head initialisation.
+    kind: ``bt`` | ``oracle`` (BT + ``oracle_alpha`` * NLL of the chosen response, 002 Eq. 5) | ``likelihood``
+    (BT on r = ``likelihood_beta`` / |y| * log pi(y|x) of the causal LM itself, SimPO's implicit reward) |
+    ``ensemble`` (``members`` reward models of kind ``member_kind``, seeds ``seed + i``, each on a bootstrap
+    resample of the training pairs when ``bootstrap``). ``seed`` also seeds the data order and the head
+    initialisation.
     """
 
     eval_data: str | None = opt(None, "held-out groups; unset: eval_fraction of the prompts of data")
     eval_split: str | None = opt(None, "the split of eval_data (a datasets directory)")
     eval_fraction: float = opt(0.1, "share of the prompts held out when eval_data is unset")
-    kind: str = opt("bt", "bt, oracle (BT + oracle_alpha * NLL of the chosen response, 002 Eq. 5) or ensemble")
+    kind: str = opt("bt", "bt, oracle (BT + oracle_alpha * NLL of the chosen response, 002 Eq. 5), likelihood "
+                          "(BT on the causal LM's beta * mean token log-prob, SimPO's reward) or ensemble")
     margin: float = opt(0.0, "BT margin: -logsig(r_w - r_l - margin)")
     center_coefficient: float = opt(0.0, "weight of mean((r_w + r_l)^2), keeping rewards centred")
     oracle_alpha: float = opt(0.1, "oracle: weight a of the NLL term, (1 - a) * BT + a * NLL")
+    likelihood_beta: float = opt(2.0, "likelihood: beta of r = beta / |y| * log pi(y|x)")
     members: int = opt(3, "ensemble: number of reward models (seeds seed + i)")
-    member_kind: str = opt("bt", "ensemble: kind of each member, bt or oracle")
+    member_kind: str = opt("bt", "ensemble: kind of each member, bt, oracle or likelihood")
     bootstrap: bool = opt(False, "ensemble: each member on a bootstrap resample of the training pairs")
 
     def tokenize_config(self) -> TokenizeConfig:
@@ -44,14 +49,20 @@ class RewardModelConfig(RunFields):
         """Every check that needs no model; a ConfigError says what to change."""
         if self.kind not in KINDS:
             raise ConfigError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        if self.member_kind not in ("bt", "oracle"):
-            raise ConfigError(f"member_kind must be 'bt' or 'oracle', got {self.member_kind!r}")
+        if self.member_kind not in MEMBER_KINDS:
+            raise ConfigError(f"member_kind must be one of {', '.join(MEMBER_KINDS)}, got {self.member_kind!r}")
         if self.kind == "ensemble" and (not isinstance(self.members, int) or self.members < 2):
             raise ConfigError(f"an ensemble needs members >= 2, got {self.members!r}")
         if not 0.0 <= float(self.oracle_alpha) <= 1.0:
             raise ConfigError(f"oracle_alpha must lie in [0, 1], got {self.oracle_alpha}")
         if float(self.center_coefficient) < 0:
             raise ConfigError(f"center_coefficient must be >= 0, got {self.center_coefficient}")
+        if self.base_kind == "likelihood":
+            if float(self.center_coefficient):
+                raise ConfigError("center_coefficient must be 0 for a likelihood reward model: its rewards have no "
+                                  "free offset to centre (it is set after training, from the held-out mean)")
+            if not float(self.likelihood_beta) > 0:
+                raise ConfigError(f"likelihood_beta must be > 0, got {self.likelihood_beta}")
         if not 0.0 <= float(self.eval_fraction) < 1.0:
             raise ConfigError(f"eval_fraction must lie in [0, 1), got {self.eval_fraction}")
         if self.on_error not in ("raise", "drop"):

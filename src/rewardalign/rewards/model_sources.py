@@ -1,6 +1,7 @@
 """Reward sources backed by models: a reward model, an ensemble of them, a teacher ratio of two causal LMs.
 
-- ``reward_model``: any sequence-classification model with one label (``train-rm``'s, TRL's, a public one);
+- ``reward_model``: any sequence-classification model with one label (``train-rm``'s, TRL's, a public one), or
+  a ``likelihood`` reward model of ``train-rm``;
 - ``ensemble``: the members of a ``train-rm`` ensemble, one column each (annotation adds their mean);
 - ``teacher_ratio``: r_t(x, y) = log pi_t(y|x) - log mu_t(y|x), summed response-token log-probs of two causal
   LMs (SPO, 004 section 4.2: pi_t an aligned teacher, mu_t its base).
@@ -99,8 +100,9 @@ def _batched(items: list[TokenizedGroup], batch_size: int, pad_id: int, device: 
 
 class RewardModelSource(RewardSource):
     """Any sequence-classification reward model with one label (``train-rm``'s, TRL's, a public one): r(x, y) is
-    its logit at the last non-padding token, with the model's own tokenizer and its chat template for message
-    lists. ``path``: a directory, or a hub repository where a network exists.
+    its logit at the last non-padding token; or a ``likelihood`` reward model of ``train-rm`` (r(x, y) its
+    scaled mean token log-likelihood, :class:`~.models.LikelihoodRewardModel`). With the model's own tokenizer
+    and its chat template for message lists. ``path``: a directory, or a hub repository where a network exists.
 
     Tokenisation follows the model's training where ``train-rm`` wrote it (``reward_training.json``:
     ``max_length``, ``chat_template``) unless ``options`` set them; otherwise ``max_length`` 1024 and ``auto``.
@@ -144,10 +146,13 @@ class RewardModelSource(RewardSource):
         model = self.load()
         items, self.truncated = _tokenize_items(prompts, responses, self.tokenizer, self.tokenize_config())
         device = next(model.parameters()).device
-        # transformers pools at the last token that is not the config's pad token: pad with that one
+        # transformers pools at the last token that is not the config's pad token: pad with that one (a
+        # likelihood reward model reads the attention mask, and may have none in its config)
         pad_id = model.config.get_text_config().pad_token_id
-        return _batched(items, self.options.batch_size, pad_id, device,
-                        lambda b: sequence_rewards(model, b["input_ids"], b["attention_mask"]), progress)
+        if pad_id is None:
+            pad_id = self.tokenizer.pad_token_id
+        return _batched(items, self.options.batch_size, pad_id, device, lambda b: sequence_rewards(model, b),
+                        progress)
 
     def close(self) -> None:
         self.model = None

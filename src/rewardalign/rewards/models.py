@@ -11,9 +11,15 @@ RewardTrainer writes and what public reward models ship, and what ``train-rm`` w
   alone, so the saved directory is the same standard one (a head tied to the input embeddings is kept there
   anyway).
 
+One other kind is not a classifier: ``likelihood``, a causal LM whose reward is its own length-normalised
+log-likelihood of the response, r(x, y) = beta / |y| * log pi(y | x) - offset (SimPO's reference-free implicit
+reward, Meng et al. 2024, Eq. 4), trained by the same Bradley-Terry loss from the SFT model, which already
+orders a response's likelihood. It is saved as the plain ``AutoModelForCausalLM`` directory, and
+``reward_training.json`` (``kind: likelihood``, ``likelihood_beta``, ``offset``) is what makes it a reward model.
+
 The training metadata (kind, max_length, chat_template, held-out figures) sits beside the weights in
-``reward_training.json``; it is optional: every directory of the kind above is a reward model. An ensemble
-is a directory with ``member_0/``, ``member_1/``, ... (each a reward model) and ``ensemble.json``.
+``reward_training.json``; for a classifier it is optional: every directory of the kind above is a reward model.
+An ensemble is a directory with ``member_0/``, ``member_1/``, ... (each a reward model) and ``ensemble.json``.
 """
 
 from __future__ import annotations
@@ -29,12 +35,12 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrai
 
 from ..config import ConfigError, check_model_path
 from ..modeling.loading import DTYPES, load_causal_lm
-from ..modeling.logprobs import chunked_token_logps
+from ..modeling.logprobs import batch_logps, chunked_token_logps
 
 TRAINING_INFO = "reward_training.json"
 ENSEMBLE_CONFIG = "ensemble.json"
 ENSEMBLE_FORMAT = "rewardalign.reward_ensemble"
-KINDS = ("bt", "oracle")
+KINDS = ("bt", "oracle", "likelihood")
 
 
 @dataclass
@@ -46,9 +52,40 @@ class RewardOutput:
     nll: torch.Tensor | None = None
 
 
-def sequence_rewards(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """[N] float32 rewards of a reward model (a sequence-classification model or an :class:`OracleRewardModel`)."""
-    return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, 0].float()
+def sequence_rewards(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[N] float32 rewards of the sequences of a collated batch of K = 1 groups, from a reward model (a
+    sequence-classification model, an :class:`OracleRewardModel` or a :class:`LikelihoodRewardModel`)."""
+    if isinstance(model, LikelihoodRewardModel):
+        return model(batch)[:, 0].float()
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                 use_cache=False).logits[:, 0].float()
+
+
+class LikelihoodRewardModel(nn.Module):
+    """A causal LM ``lm`` read as a reward model: for each response of a collated batch of groups [B, K],
+
+        r(x, y) = beta / |y| * sum_t log pi(y_t | x, y_<t) - offset
+
+    SimPO's reference-free implicit reward (Meng et al. 2024, Eq. 4): the length-normalised log-likelihood,
+    scaled by ``beta``. ``offset`` (the held-out pairs' mean reward after training) centres the rewards at 0;
+    BT training ignores it. Padded slots of [B, K] hold -offset. ``lm`` may be wrapped (DDP, FSDP): its own
+    forward runs (:func:`~rewardalign.modeling.logprobs.batch_logps`).
+    """
+
+    def __init__(self, lm: nn.Module, beta: float, offset: float = 0.0, chunk_size: int = 1024):
+        super().__init__()
+        self.lm = lm
+        self.beta = float(beta)
+        self.offset = float(offset)
+        self.chunk_size = chunk_size
+
+    @property
+    def config(self) -> Any:
+        return self.lm.config
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = batch_logps(self.lm, batch, self.chunk_size)
+        return self.beta * out.logps / out.n_tokens.clamp(min=1) - self.offset
 
 
 def _tied(model: PreTrainedModel) -> bool:
@@ -146,9 +183,12 @@ def build_reward_model(path: str | Path, kind: str, pad_token_id: int, dtype: st
     """A reward model to train from the causal LM at ``path``: ``AutoModelForSequenceClassification`` with one
     label (the causal LM's backbone weights, a new score head initialised from the current seed, as TRL's
     RewardTrainer does), ``pad_token_id`` in its config. ``oracle`` wraps it with the causal LM's head (an untied
-    head is taken from a second load of the causal LM, freed once the head is out)."""
+    head is taken from a second load of the causal LM, freed once the head is out); ``likelihood`` is the causal
+    LM itself (the trainer reads it through :class:`LikelihoodRewardModel`)."""
     if kind not in KINDS:
         raise ConfigError(f"reward model kind must be one of {KINDS}, got {kind!r}")
+    if kind == "likelihood":
+        return load_causal_lm(str(path), dtype, trust_remote_code, attn_implementation)
     extra = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
     classifier = AutoModelForSequenceClassification.from_pretrained(
         str(path), num_labels=1, dtype=_dtype(dtype), trust_remote_code=trust_remote_code, **extra)
@@ -180,15 +220,26 @@ def resolve_model_dir(name: str | Path) -> Path:
                           f"downloaded here ({type(err).__name__}: {err})") from err
 
 
+def is_likelihood_dir(path: str | Path) -> bool:
+    """Whether ``path`` holds a ``likelihood`` reward model (its ``reward_training.json`` says so)."""
+    return read_training_info(path).get("kind") == "likelihood"
+
+
 def check_reward_model_dir(path: str | Path, trust_remote_code: bool = False) -> Any:
     """The config of the reward model at ``path``; ConfigError unless it is a sequence-classification model with
-    one label (read from ``config.json``; no weights are loaded)."""
+    one label, or a causal LM that ``train-rm`` wrote as a ``likelihood`` reward model (read from
+    ``config.json`` and ``reward_training.json``; no weights are loaded)."""
     path = Path(path)
     if not (path / "config.json").is_file():
         hint = " (it is an ensemble: use the ensemble source)" if is_ensemble_dir(path) else ""
         raise ConfigError(f"{path} is not a reward model directory: no config.json{hint}")
     config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     architectures = config.architectures or []
+    if is_likelihood_dir(path):
+        if not any(a.endswith("ForCausalLM") for a in architectures):
+            raise ConfigError(f"{path}: {TRAINING_INFO} says kind likelihood, but config.json holds no causal LM "
+                              f"(architectures {architectures})")
+        return config
     if not any(a.endswith("ForSequenceClassification") for a in architectures) or config.num_labels != 1:
         raise ConfigError(f"{path} is not a reward model: a reward model is a sequence-classification model with "
                           f"one label (architectures {architectures}, num_labels {config.num_labels}); "
@@ -197,11 +248,17 @@ def check_reward_model_dir(path: str | Path, trust_remote_code: bool = False) ->
 
 
 def load_reward_model(path: str | Path, dtype: str = "float32", device: str | torch.device | None = None,
-                      trust_remote_code: bool = False, pad_token_id: int | None = None) -> PreTrainedModel:
-    """The sequence-classification reward model at ``path`` in eval mode (weights read with safetensors where the
-    directory has them). ``pad_token_id`` fills the config's when it has none (transformers pools at the last
-    token that is not the pad token)."""
+                      trust_remote_code: bool = False, pad_token_id: int | None = None) -> nn.Module:
+    """The reward model at ``path`` in eval mode (weights read with safetensors where the directory has them): a
+    sequence-classification model, or a :class:`LikelihoodRewardModel` around a ``likelihood`` one's causal LM.
+    ``pad_token_id`` fills the config's when it has none (transformers pools at the last token that is not the
+    pad token)."""
     check_reward_model_dir(path, trust_remote_code)
+    if is_likelihood_dir(path):
+        info = read_training_info(path)
+        lm = load_causal_lm(str(path), dtype, trust_remote_code)
+        model = LikelihoodRewardModel(lm, info["likelihood_beta"], info.get("offset", 0.0)).eval()
+        return model if device is None else model.to(device)
     model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=_dtype(dtype),
                                                                trust_remote_code=trust_remote_code)
     if model.config.get_text_config().pad_token_id is None and pad_token_id is not None:

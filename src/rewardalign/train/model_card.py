@@ -41,6 +41,9 @@ METHODS = {
     "oracle": "The Oracle reward model of paper 002 (Eq. 5): (1 - a) * Bradley-Terry + a * NLL of the preferred "
               "response, the language-model head trained beside the score head (and left out of this "
               "sequence-classification model).",
+    "likelihood": "A likelihood reward model: Bradley-Terry on r = beta / |y| * log pi(y|x) - offset, the causal "
+                  "LM's own length-normalised log-likelihood of the response (SimPO's reference-free reward, Meng "
+                  "et al. 2024), trained from the base model; saved as that causal LM.",
 }
 
 HYPERPARAMETERS = ("objective_args", "algorithm", "reference", "lora", "responses", "kind", "margin",
@@ -176,10 +179,11 @@ def model_card(output_dir: str | Path, cfg: Any, args: Any, summary: dict[str, A
         text = f"An ensemble of {fields.get('members')} reward models (`member_i/`, seeds seed + i), each: {text}"
     card_data = ModelCardData(
         library_name="peft" if adapter else "transformers", base_model=base, datasets=[hub_id(data)] if hub_id(data) else None,
-        pipeline_tag="text-classification" if reward_model else "text-generation", model_name=repo,
+        pipeline_tag="text-classification" if reward_model and method != "likelihood" else "text-generation", model_name=repo,
         tags=["rewardalign", method, *(["reward-model"] if reward_model else [])],
     )
-    names = HYPERPARAMETERS + (ENSEMBLE if ensemble else ()) + (("oracle_alpha",) if method == "oracle" else ())
+    names = HYPERPARAMETERS + (ENSEMBLE if ensemble else ()) + (("oracle_alpha",) if method == "oracle" else ()) \
+        + (("likelihood_beta",) if method == "likelihood" else ())
     hyper = [(k, _value(fields[k])) for k in names if fields.get(k) not in (None, {}, "")]
     hyper += [(k, _value(getattr(args, k))) for k in map(installed_name, TRAINING)
               if getattr(args, k, None) not in (None, 0, False)]

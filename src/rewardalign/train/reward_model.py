@@ -1,4 +1,5 @@
-"""Reward-model training on preference pairs: ``bt``, ``oracle`` and ``ensemble``, built on ``transformers.Trainer``.
+"""Reward-model training on preference pairs: ``bt``, ``oracle``, ``likelihood`` and ``ensemble``, built on
+``transformers.Trainer``.
 
 Data: groups of any K, each reduced to its ordered preference pairs (:mod:`rewardalign.rewards.pairs`). A
 batch is ``per_device_train_batch_size`` pairs, laid out by the group collator as 2 sequences per pair.
@@ -28,6 +29,7 @@ from ..modeling.loading import load_tokenizer
 from ..rewards.config import RewardModelConfig
 from ..rewards.losses import reward_model_loss
 from ..rewards.models import (
+    LikelihoodRewardModel,
     OracleRewardModel,
     build_reward_model,
     load_reward_model,
@@ -46,6 +48,9 @@ def pair_rewards(model: nn.Module, batch: dict[str, torch.Tensor],
                  with_nll: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """(r_w [P], r_l [P], nll_w [P] or None) of a collated batch of pairs (K = 2 groups [w, l]); ``with_nll``
     needs an :class:`~rewardalign.rewards.models.OracleRewardModel`."""
+    if isinstance(model, LikelihoodRewardModel):
+        rewards = model(batch).float()
+        return rewards[:, 0], rewards[:, 1], None
     is_chosen = batch["seq_slot"] == 0
     extra = {"response_mask": batch["response_mask"], "nll_rows": is_chosen} if with_nll else {}
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False, **extra)
@@ -87,7 +92,9 @@ class RewardTrainer(GroupTrainer):
     ``oracle_alpha`` > 0 adds the chosen responses' NLL). Evaluation goes through Trainer's loop (so it is
     gathered across processes): the predictions are (r_w, r_l, nll_w) per pair and ``compute_metrics`` turns
     them into ``eval_accuracy``, ``eval_bt_loss``, ``eval_margin``, ... ``model``: a sequence-classification
-    reward model, or an :class:`~rewardalign.rewards.models.OracleRewardModel` when ``oracle_alpha`` > 0.
+    reward model, an :class:`~rewardalign.rewards.models.OracleRewardModel` when ``oracle_alpha`` > 0, or with
+    ``likelihood_beta`` a causal LM whose rewards are read by
+    :class:`~rewardalign.rewards.models.LikelihoodRewardModel` (with offset 0).
     Checkpoints and resume are Trainer's (a bt checkpoint is a standard reward-model directory; an oracle one,
     the wrapper's state dict with its LM head).
     """
@@ -95,14 +102,19 @@ class RewardTrainer(GroupTrainer):
     def __init__(self, model: nn.Module, args: Any, train_dataset: GroupDataset,
                  eval_dataset: GroupDataset | None = None, processing_class: Any = None, *,
                  margin: float = 0.0, center_coefficient: float = 0.0, oracle_alpha: float = 0.0,
-                 dropout: bool = False, callbacks: list | None = None):
+                 likelihood_beta: float | None = None, chunk_size: int = 1024, dropout: bool = False,
+                 callbacks: list | None = None):
         self.margin = float(margin)
         self.center_coefficient = float(center_coefficient)
         self.oracle_alpha = float(oracle_alpha)
+        self.likelihood_beta = likelihood_beta
+        self.chunk_size = chunk_size
         super().__init__(model, args, train_dataset, eval_dataset, processing_class, dropout=dropout,
                          callbacks=callbacks, compute_metrics=self._compute_metrics)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.likelihood_beta is not None:
+            model = LikelihoodRewardModel(model, self.likelihood_beta, chunk_size=self.chunk_size)
         r_w, r_l, nll = pair_rewards(model, inputs, self.oracle_alpha > 0)
         loss, metrics = reward_model_loss(r_w, r_l, margin=self.margin, center_coefficient=self.center_coefficient,
                                           nll_w=nll, oracle_alpha=self.oracle_alpha)
@@ -215,15 +227,19 @@ def _train_one(cfg: RewardModelConfig, args: Any, data: PreparedData, train_pair
         model=model, args=args, train_dataset=GroupDataset(train_pairs),
         eval_dataset=GroupDataset(data.eval_pairs) if data.eval_pairs else None, processing_class=tokenizer,
         margin=cfg.margin, center_coefficient=cfg.center_coefficient,
-        oracle_alpha=cfg.oracle_alpha if kind == "oracle" else 0.0, dropout=cfg.dropout, callbacks=callbacks,
+        oracle_alpha=cfg.oracle_alpha if kind == "oracle" else 0.0,
+        likelihood_beta=cfg.likelihood_beta if kind == "likelihood" else None, chunk_size=cfg.logprob_chunk_size,
+        dropout=cfg.dropout, callbacks=callbacks,
     )
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     final = trainer.evaluate() if data.eval_pairs else {}
     save_reward_model(trainer, output_dir)
     if trainer.is_world_process_zero():
+        likelihood = {"likelihood_beta": cfg.likelihood_beta, "offset": final.get("eval_reward_mean", 0.0)}
         write_training_info(output_dir, {
             "kind": kind, "seed": seed, "base_model": str(cfg.model), "margin": cfg.margin,
             "center_coefficient": cfg.center_coefficient, "oracle_alpha": cfg.oracle_alpha if kind == "oracle" else 0.0,
+            **(likelihood if kind == "likelihood" else {}),
             "max_length": cfg.max_length, "chat_template": cfg.chat_template, "eval": final})
     trainer.accelerator.wait_for_everyone()  # other processes may read the saved model next
     summary = {"steps": trainer.state.global_step, "train_loss": result.training_loss,
