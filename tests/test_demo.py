@@ -300,6 +300,44 @@ def test_an_ensemble_reward_model_annotates_with_its_members_mean(tmp_path):
     assert not (rm / "ensemble.json").exists()
 
 
+def test_a_likelihood_reward_model_annotates_with_the_sft_models_own_likelihood(tmp_path):
+    """rm_kind likelihood: the reward model is the SFT model trained further as a causal LM (train-rm's kind
+    likelihood) and annotates with its beta * mean token log-prob less its offset; only the reward-model stages
+    rebuild, the report says which reward model it was, and bt again rebuilds a classifier in the same folder."""
+    import numpy as np
+
+    from rewardalign.data import load_groups
+    from rewardalign.demo.report import write_report
+    from rewardalign.rewards.models import read_training_info
+    from rewardalign.rewards.sources import build_source
+
+    cfg = demo_config(NANO | {"output": str(tmp_path / "world")})
+    build_world(cfg, log=lambda line: None)
+    lines: list[str] = []
+    likelihood = dataclasses.replace(cfg, rm_kind="likelihood")
+    world = build_world(likelihood, log=lines.append)
+    assert lines[:4] == [f"[{stage}] cached" for stage in ("data", "sft", "samples", "preferences")]
+    assert not any("cached" in line for line in lines[4:])
+    rm = Path(world.rm)
+    assert json.loads((rm / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+    info = read_training_info(rm)
+    assert info["kind"] == "likelihood" and info["center_coefficient"] == 0.0
+    assert world.stats["reward_model"]["kind"] == "likelihood" and world.stats["reward_model"]["steps"] > 0
+    groups, _ = load_groups(world.heldout, format="group")
+    prompts = [g.prompt for g in groups for _ in g.responses]
+    responses = [r for g in groups for r in g.responses]
+    np.testing.assert_allclose([r for g in groups for r in g.rewards],
+                               build_source(str(rm)).score(prompts, responses), atol=1e-5)
+    report = write_report(likelihood, world, [{"name": "sft", "eval": {"reward_mean": 0.5}}], {}, 1.0, "demo")
+    assert "likelihood reward model (the SFT model's own beta / |y| * log pi(y|x)" in report
+    assert "rewards = RM beta / |y| * log pi(y|x) - offset" in report
+    back = build_world(cfg, log=lambda line: None)
+    assert back.stats["reward_model"]["kind"] == "bt"
+    assert json.loads((rm / "config.json").read_text())["architectures"] == ["LlamaForSequenceClassification"]
+    with pytest.raises(ConfigError, match="rm_kind must be one of bt, likelihood"):
+        demo_config(NANO | {"rm_kind": "oracle"})
+
+
 def test_the_gates_stop_a_demo_whose_sft_cannot_learn(tmp_path, capsys):
     task_file = tmp_path / "noise_tasks.py"
     task_file.write_text(NOISE_TASK)
