@@ -346,6 +346,7 @@ def test_the_gates_stop_a_demo_whose_sft_cannot_learn(tmp_path, capsys):
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "SFT did not learn the task" in err and "--force" in err
+    assert "--sft_steps" in err and "--rm_kind" not in err  # the advice is SFT's
     report = (out / "report.md").read_text()
     assert "stopped" in report and "The methods are not ranked" in report and "| dpo |" not in report
     stopped = json.loads((out / "demo.json").read_text())
@@ -372,6 +373,19 @@ def test_quality_gates_on_hand_values():
     stats["annotation"] = {"heldout_rm_gold_agreement": 0.5}
     assert [f.split(":")[0] for f in quality_failures(stats, (0.0, 1.0))] == [
         "SFT did not learn the task", "the reward model did not learn"]
+
+
+def test_the_stop_message_advises_on_the_stage_that_failed():
+    """SFT's knob when SFT failed; the likelihood reward model when a score head failed, not when it already was one."""
+    from rewardalign.demo.report import stop_message
+
+    cfg = demo_config(NANO)
+    after_sft = {"sft": {}}
+    after_rm = after_sft | {"annotation": {"heldout_rm_gold_agreement": 0.5}}
+    assert "--sft_steps" in stop_message(cfg, after_sft, ["x"]) and "--rm_kind" not in stop_message(cfg, after_sft, ["x"])
+    assert "--rm_kind likelihood" in stop_message(cfg, after_rm, ["x"])
+    likelihood = stop_message(dataclasses.replace(cfg, rm_kind="likelihood"), after_rm, ["x"])
+    assert "--rm_kind" not in likelihood and "--prompts" in likelihood and "--sft_steps" not in likelihood
 
 
 def test_generation_budget_fits_the_longest_response():

@@ -46,7 +46,7 @@ def _run_demo(cfg: DemoConfig, command: str) -> dict[str, Any]:
         result = {"config": dataclasses.asdict(cfg), "stats": err.stats, "stopped": err.failures,
                   "failed_gates": err.failures, "rows": [], "seconds": round(seconds, 1)}
         write_json(out / "demo.json", result)
-        print(stop_message(err.failures), file=sys.stderr)
+        print(stop_message(cfg, err.stats, err.failures), file=sys.stderr)
         log(f"written: {out / 'report.md'}, demo.json")
         return result
     _warn_cut(cfg, world.stats)

@@ -145,14 +145,20 @@ def cut_warning(cfg: DemoConfig, stats: dict[str, Any]) -> str | None:
             f"{sft['groups']} SFT demonstrations; without --max_length it is fitted to hold them whole.")
 
 
-def stop_message(failures: list[str]) -> str:
-    """What the demo says when a stage did not learn."""
+def stop_message(cfg: DemoConfig, stats: dict[str, Any], failures: list[str]) -> str:
+    """What the demo says when a stage did not learn, with the knobs that help that stage: SFT's steps when it
+    stopped before the reward model (``stats`` has no annotation yet), else the reward model's."""
+    if "annotation" not in stats:
+        advice = "Give SFT more steps (--sft_steps)"
+    elif cfg.rm_kind == "bt":
+        advice = ("Start the reward model from the SFT model's own likelihood (--rm_kind likelihood: on keyword and "
+                  "reverse it ordered 0.84-1.00 of the held-out pairs as the gold reward does where a score head "
+                  "ordered 0.57-0.66), or give it more pairs (--prompts) or members (--rm_members)")
+    else:
+        advice = "Give the reward model more pairs (--prompts) or members (--rm_members)"
     return ("The demo stopped: " + "; ".join(failures) + ". The methods are not ranked: a comparison of alignment "
-            "methods on a world where this stage did not learn would not mean anything. Give SFT more steps "
-            "(--sft_steps), or start the reward model from the SFT model's own likelihood (--rm_kind likelihood: "
-            "on keyword and reverse it ordered 0.84-1.00 of the held-out pairs as the gold reward does where a "
-            "score head ordered 0.57-0.66), or give it more pairs (--prompts) or members (--rm_members), or rerun "
-            "with --force to continue anyway.")
+            f"methods on a world where this stage did not learn would not mean anything. {advice}, or rerun with "
+            "--force to continue anyway.")
 
 
 def write_stopped_report(cfg: DemoConfig, stats: dict[str, Any], failures: list[str], seconds: float,
@@ -160,7 +166,7 @@ def write_stopped_report(cfg: DemoConfig, stats: dict[str, Any], failures: list[
     """``report.md`` of a demo stopped by a quality gate: why, and the figures of the stages it built."""
     task = get_task(cfg.task, **cfg.task_args)
     text = [f"# rewardalign demo: {cfg.task}, seed {cfg.seed} — stopped", "", f"`{command}` — {seconds:.0f} s wall "
-            "time.", "", f"**{stop_message(failures)}**", "", "## Did the stages learn?", "",
+            "time.", "", f"**{stop_message(cfg, stats, failures)}**", "", "## Did the stages learn?", "",
             *quality_lines(cfg, stats, task), ""]
     report = "\n".join(text)
     (Path(cfg.output) / "report.md").write_text(report)
