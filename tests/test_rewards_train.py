@@ -200,6 +200,8 @@ def test_likelihood_reward_model_learns_and_scores_its_mean_log_likelihood(setup
     meta = read_training_info(out)
     assert meta["kind"] == "likelihood" and meta["likelihood_beta"] == 2.0
     assert meta["offset"] == summary["final_eval"]["eval_reward_mean"] < 0
+    card = (out / "README.md").read_text()  # the hub's card: a text-generation model, its beta among the settings
+    assert "pipeline_tag: text-generation" in card and "likelihood_beta" in card and "SimPO" in card
     prompts, responses = ["tell red cat", "tell sun moon"], [" sun good tree", " sun bad tree and more"]
     ours = RewardModelSource(out).score(prompts, responses)
     by_hand = [2.0 * _mean_logp_by_hand(out, p, r) - meta["offset"] for p, r in zip(prompts, responses)]

@@ -179,7 +179,8 @@ def model_card(output_dir: str | Path, cfg: Any, args: Any, summary: dict[str, A
         text = f"An ensemble of {fields.get('members')} reward models (`member_i/`, seeds seed + i), each: {text}"
     card_data = ModelCardData(
         library_name="peft" if adapter else "transformers", base_model=base, datasets=[hub_id(data)] if hub_id(data) else None,
-        pipeline_tag="text-classification" if reward_model and method != "likelihood" else "text-generation", model_name=repo,
+        pipeline_tag="text-classification" if reward_model and method != "likelihood" else "text-generation",
+        model_name=repo,
         tags=["rewardalign", method, *(["reward-model"] if reward_model else [])],
     )
     names = HYPERPARAMETERS + (ENSEMBLE if ensemble else ()) + (("oracle_alpha",) if method == "oracle" else ()) \
