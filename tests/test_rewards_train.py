@@ -212,6 +212,22 @@ def test_likelihood_reward_model_learns_and_scores_its_mean_log_likelihood(setup
         check_reward_model_dir(setup / "tiny")
 
 
+def test_an_ensemble_of_likelihood_reward_models(setup):
+    """member_kind likelihood: each member a causal LM with its own offset; the ensemble's held-out figure is its
+    members' mean reward, and the ensemble source's columns are the members' own rewards."""
+    out = setup / "likelihood-ens"
+    summary = train_reward_model(base_config(setup, output_dir=str(out), kind="ensemble", members=2,
+                                             member_kind="likelihood", learning_rate=3e-3, max_steps=6,
+                                             num_train_epochs=1))
+    members = ensemble_members(out)
+    assert [read_training_info(m)["kind"] for m in members] == ["likelihood", "likelihood"]
+    assert "eval_accuracy" in summary["final_eval"]
+    prompts, responses = ["tell red cat", "tell sun moon"], [" sun good tree", " sun bad tree"]
+    values = EnsembleSource(out).score(prompts, responses)
+    assert values.shape == (2, 2)
+    assert np.allclose(RewardModelSource(members[0]).score(prompts, responses), values[:, 0], atol=1e-6)
+
+
 @pytest.mark.parametrize("kind", ["bt", "oracle", "likelihood"])
 def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(setup, kind, stop_at):
     """Checkpoints and resume are Trainer's own: a bt checkpoint is a standard reward-model directory, an oracle
