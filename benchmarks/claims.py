@@ -190,7 +190,8 @@ def task_folder(task: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", task).strip("_.")
 
 
-def seed_config(seed: int, work: Path, quick: bool, task: str, force: bool = False, rm_kind: str = "bt") -> DemoConfig:
+def seed_config(seed: int, work: Path, quick: bool, task: str, force: bool = False,
+                rm_kind: str = "bt") -> DemoConfig:
     return demo_config({"seed": seed, "output": str(work / task_folder(task) / f"seed{seed}"), "quick": quick,
                         "task": task, "verbose": False, "plots": False, "force": force, "rm_kind": rm_kind})
 
