@@ -61,7 +61,7 @@ from typing import Any
 
 import claims_measure
 
-from rewardalign.demo.config import METHODS, QUICK, DemoConfig, MethodSpec, demo_config
+from rewardalign.demo.config import METHODS, QUICK, RM_LEARNING_RATES, DemoConfig, MethodSpec, demo_config
 from rewardalign.demo.learning import StageDidNotLearn
 from rewardalign.demo.methods import nested_rewards, run_method, sft_baseline
 from rewardalign.demo.stages import (
@@ -547,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune", action="store_true", help="run the tuning grid (writes tune.json) instead")
     parser.add_argument("--settings", default=None,
                         help="the tuned settings the claims run with (default: <work>/tune.json, from --tune)")
-    parser.add_argument("--rm-kind", default="bt", choices=("bt", "likelihood"),
+    parser.add_argument("--rm-kind", default="bt", choices=tuple(RM_LEARNING_RATES),
                         help="with --stages: the demo's rm_kind (default bt)")
     parser.add_argument("--stages", action="store_true",
                         help="only build the worlds (data, SFT, reward model) and tabulate whether they learned")

@@ -26,6 +26,7 @@ from typing import Any
 
 from claims import check_tasks, mean_std, seed_list, task_folder
 
+from rewardalign.demo.config import RM_LEARNING_RATES
 from rewardalign.demo.pipeline import run_demo
 from rewardalign.runs import write_json, write_text
 
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="runs/demo_seeds", help="work folder (the demos' output folders)")
     parser.add_argument("--force", action="store_true",
                         help="run the methods on seeds that fail the gates too (demo_seeds_forced.md/json)")
-    parser.add_argument("--rm-kind", default="bt", choices=("bt", "likelihood"), help="the demo's rm_kind")
+    parser.add_argument("--rm-kind", default="bt", choices=tuple(RM_LEARNING_RATES), help="the demo's rm_kind")
     args = parser.parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     check_tasks(tasks)

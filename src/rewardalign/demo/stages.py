@@ -255,8 +255,9 @@ def train_reward_model_stage(cfg: DemoConfig, root: Path, pairs: str = "human_pa
     """A reward model (``kind`` bt, oracle or likelihood; default ``rm_kind``) on the SFT model, trained on
     ``data/<pairs>.jsonl`` until its accuracy on the held-out 10% of the pairs stops improving (evaluated every
     ``rm_eval_every`` steps, at most ``rm_epochs`` epochs; transformers' ``EarlyStoppingCallback`` with
-    ``load_best_model_at_end``: the best checkpoint is the model). With ``rm_members`` M > 1, an ensemble of M such models (seeds ``seed + i``, the
-    same pairs; ``train-rm``'s ``kind: ensemble``) whose held-out accuracy is that of their mean reward."""
+    ``load_best_model_at_end``: the best checkpoint is the model). With ``rm_members`` M > 1, an ensemble of M
+    such models (seeds ``seed + i``, the same pairs; ``train-rm``'s ``kind: ensemble``) whose held-out accuracy is
+    that of their mean reward."""
     with log_to(root / "logs" / f"{out}.log"):
         summary = _train_rm(cfg, root, pairs, out, kind or cfg.rm_kind)
     for checkpoint in (root / out).glob("**/checkpoint-*"):

@@ -254,8 +254,8 @@ def load_reward_model(path: str | Path, dtype: str = "float32", device: str | to
     ``pad_token_id`` fills the config's when it has none (transformers pools at the last token that is not the
     pad token)."""
     check_reward_model_dir(path, trust_remote_code)
-    if is_likelihood_dir(path):
-        info = read_training_info(path)
+    info = read_training_info(path)
+    if info.get("kind") == "likelihood":
         lm = load_causal_lm(str(path), dtype, trust_remote_code)
         model = LikelihoodRewardModel(lm, info["likelihood_beta"], info.get("offset", 0.0)).eval()
         return model if device is None else model.to(device)
