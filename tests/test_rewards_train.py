@@ -4,6 +4,7 @@ model is loaded. Tiny Llama (hidden 32, 1 layer), CPU, a few seconds each."""
 
 import json
 import random
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -210,6 +211,12 @@ def test_likelihood_reward_model_learns_and_scores_its_mean_log_likelihood(setup
     # a causal LM without that metadata is no reward model
     with pytest.raises(ConfigError, match="not a reward model"):
         check_reward_model_dir(setup / "tiny")
+    # metadata edited by hand without its beta: one clear error, not a KeyError at scoring
+    broken = setup / "likelihood-broken"
+    shutil.copytree(out, broken)
+    (broken / "reward_training.json").write_text(json.dumps({**meta, "likelihood_beta": None}))
+    with pytest.raises(ConfigError, match="needs likelihood_beta > 0"):
+        RewardModelSource(broken)
 
 
 def test_an_ensemble_of_likelihood_reward_models(setup):

@@ -220,11 +220,6 @@ def resolve_model_dir(name: str | Path) -> Path:
                           f"downloaded here ({type(err).__name__}: {err})") from err
 
 
-def is_likelihood_dir(path: str | Path) -> bool:
-    """Whether ``path`` holds a ``likelihood`` reward model (its ``reward_training.json`` says so)."""
-    return read_training_info(path).get("kind") == "likelihood"
-
-
 def check_reward_model_dir(path: str | Path, trust_remote_code: bool = False) -> Any:
     """The config of the reward model at ``path``; ConfigError unless it is a sequence-classification model with
     one label, or a causal LM that ``train-rm`` wrote as a ``likelihood`` reward model (read from
@@ -235,10 +230,15 @@ def check_reward_model_dir(path: str | Path, trust_remote_code: bool = False) ->
         raise ConfigError(f"{path} is not a reward model directory: no config.json{hint}")
     config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     architectures = config.architectures or []
-    if is_likelihood_dir(path):
+    info = read_training_info(path)
+    if info.get("kind") == "likelihood":
         if not any(a.endswith("ForCausalLM") for a in architectures):
             raise ConfigError(f"{path}: {TRAINING_INFO} says kind likelihood, but config.json holds no causal LM "
                               f"(architectures {architectures})")
+        beta, offset = info.get("likelihood_beta"), info.get("offset", 0.0)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (beta, offset)) or beta <= 0:
+            raise ConfigError(f"{path / TRAINING_INFO}: a likelihood reward model needs likelihood_beta > 0 and a "
+                              f"numeric offset, got likelihood_beta {beta!r}, offset {offset!r}")
         return config
     if not any(a.endswith("ForSequenceClassification") for a in architectures) or config.num_labels != 1:
         raise ConfigError(f"{path} is not a reward model: a reward model is a sequence-classification model with "
@@ -257,7 +257,7 @@ def load_reward_model(path: str | Path, dtype: str = "float32", device: str | to
     info = read_training_info(path)
     if info.get("kind") == "likelihood":
         lm = load_causal_lm(str(path), dtype, trust_remote_code)
-        model = LikelihoodRewardModel(lm, info["likelihood_beta"], info.get("offset", 0.0)).eval()
+        model = LikelihoodRewardModel(lm, info["likelihood_beta"], info.get("offset", 0.0)).eval()  # checked above
         return model if device is None else model.to(device)
     model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=_dtype(dtype),
                                                                trust_remote_code=trust_remote_code)
