@@ -7,12 +7,14 @@ interval paired on prompts, a verdict per task and pooled over tasks.
     python benchmarks/claims.py --stages --tasks arithmetic,sort --seeds 3  # only the worlds: did SFT and the RM learn?
 
 Pipeline. For each task and seed the demo's pipeline (``rewardalign.demo.stages.build_world``: SFT, K = 4
-samples, BT "human" preferences from the gold reward, a BT reward model, annotation) is built once and cached in
+samples, BT "human" preferences from the gold reward, a reward model, annotation) is built once and cached in
 ``<work>/<task>/seed<N>``; then many cheap align + evaluate runs reuse it (each cached by every setting that
 matters, so an interrupted benchmark resumes). Tasks are built-in names or specs (``package.module:Class``,
 ``path/to/file.py:Class``); the spec string, not the class, goes to the spawn workers, which load it again. A
 world whose SFT or reward model did not learn (the demo's quality gates) is left out and named in the output,
 unless ``--force``. Every run trains the demo's budget (``align_steps`` steps of ``align_batch_size`` groups).
+The reward model is the papers' score head (``rm_kind: bt``), not the demo's default likelihood reward model:
+the claims and their tuning were measured on it (``--stages --rm-kind likelihood`` builds the demo's worlds).
 
 Tuning (``--tune``, on seeds 1000, ... of the same tasks, never measured): every method gets the same grid, the
 learning rates TUNE_LRS x its default β times BETA_MULTIPLIERS, and keeps the cell with the best held-out gold
@@ -548,7 +550,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default=None,
                         help="the tuned settings the claims run with (default: <work>/tune.json, from --tune)")
     parser.add_argument("--rm-kind", default="bt", choices=tuple(RM_LEARNING_RATES),
-                        help="with --stages: the demo's rm_kind (default bt)")
+                        help="with --stages: the worlds' rm_kind (default bt, the papers' score head, which the "
+                             "claims and their tuning run on; the demo's default is likelihood)")
     parser.add_argument("--stages", action="store_true",
                         help="only build the worlds (data, SFT, reward model) and tabulate whether they learned")
     parser.add_argument("--tune-seeds", default="1", type=lambda text: seed_list(text, 1000),

@@ -2,7 +2,7 @@
 seeds, with the stages' quality beside it; the README's demo figures come from here.
 
     python benchmarks/demo_seeds.py [--tasks arithmetic] [--seeds 3] [--quick] [--workers 2] [--work runs/demo_seeds]
-                                    [--force] [--rm-kind likelihood]
+                                    [--force] [--rm-kind bt]
 
 Each (task, seed) is one ``run_demo`` call into ``<work>/<task>/seed<N>`` (so its stages are cached there, the same
 folders ``benchmarks/claims.py --work`` uses: a world built by one is reused by the other). A seed whose stages
@@ -26,18 +26,18 @@ from typing import Any
 
 from claims import check_tasks, mean_std, seed_list, task_folder
 
-from rewardalign.demo.config import RM_LEARNING_RATES
+from rewardalign.demo.config import RM_LEARNING_RATES, DemoConfig
 from rewardalign.demo.pipeline import run_demo
 from rewardalign.runs import write_json, write_text
 
 
-def one(task: str, seed: int, work: str, quick: bool, force: bool, rm_kind: str = "bt") -> dict[str, Any]:
+def one(task: str, seed: int, work: str, quick: bool, force: bool, rm_kind: str) -> dict[str, Any]:
     """One demo's ``demo.json`` content (``failed_gates``: the gates it failed, also when ``force`` ran it on)."""
     out = Path(work) / task_folder(task) / f"seed{seed}"
     result = run_demo({"task": task, "seed": seed, "quick": quick, "output": str(out), "verbose": False,
                        "plots": False, "force": force, "rm_kind": rm_kind},
                       command=f"rewardalign demo --task {task} --seed {seed}" + (" --quick" if quick else "")
-                      + (" --force" if force else "") + (f" --rm_kind {rm_kind}" if rm_kind != "bt" else ""))
+                      + (" --force" if force else "") + (f" --rm_kind {rm_kind}" if rm_kind != DemoConfig.rm_kind else ""))
     return result
 
 
@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="runs/demo_seeds", help="work folder (the demos' output folders)")
     parser.add_argument("--force", action="store_true",
                         help="run the methods on seeds that fail the gates too (demo_seeds_forced.md/json)")
-    parser.add_argument("--rm-kind", default="bt", choices=tuple(RM_LEARNING_RATES), help="the demo's rm_kind")
+    parser.add_argument("--rm-kind", default=DemoConfig.rm_kind, choices=tuple(RM_LEARNING_RATES),
+                        help=f"the demo's rm_kind (default {DemoConfig.rm_kind}, the demo's)")
     args = parser.parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     check_tasks(tasks)

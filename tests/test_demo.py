@@ -275,7 +275,7 @@ def test_an_ensemble_reward_model_annotates_with_its_members_mean(tmp_path):
     from rewardalign.demo.report import write_report
     from rewardalign.rewards.sources import build_source
 
-    cfg = demo_config(NANO | {"output": str(tmp_path / "world")})
+    cfg = demo_config(NANO | {"output": str(tmp_path / "world"), "rm_kind": "bt"})
     build_world(cfg, log=lambda line: None)
     lines: list[str] = []
     world = build_world(dataclasses.replace(cfg, rm_members=2), log=lines.append)
@@ -301,9 +301,10 @@ def test_an_ensemble_reward_model_annotates_with_its_members_mean(tmp_path):
 
 
 def test_a_likelihood_reward_model_annotates_with_the_sft_models_own_likelihood(tmp_path):
-    """rm_kind likelihood: the reward model is the SFT model trained further as a causal LM (train-rm's kind
-    likelihood) and annotates with its beta * mean token log-prob less its offset; only the reward-model stages
-    rebuild, the report says which reward model it was, and bt again rebuilds a classifier in the same folder."""
+    """rm_kind likelihood, the demo's default: the reward model is the SFT model trained further as a causal LM
+    (train-rm's kind likelihood) and annotates with its beta * mean token log-prob less its offset; after a bt world
+    only the reward-model stages rebuild, the report says which reward model it was, and bt again rebuilds a
+    classifier in the same folder."""
     import numpy as np
 
     from rewardalign.data import load_groups
@@ -311,10 +312,10 @@ def test_a_likelihood_reward_model_annotates_with_the_sft_models_own_likelihood(
     from rewardalign.rewards.models import read_training_info
     from rewardalign.rewards.sources import build_source
 
-    cfg = demo_config(NANO | {"output": str(tmp_path / "world")})
+    cfg = demo_config(NANO | {"output": str(tmp_path / "world"), "rm_kind": "bt"})
     build_world(cfg, log=lambda line: None)
     lines: list[str] = []
-    likelihood = dataclasses.replace(cfg, rm_kind="likelihood")
+    likelihood = demo_config(NANO | {"output": str(tmp_path / "world")})  # the demo's default kind
     world = build_world(likelihood, log=lines.append)
     assert lines[:4] == [f"[{stage}] cached" for stage in ("data", "sft", "samples", "preferences")]
     assert not any("cached" in line for line in lines[4:])
@@ -379,12 +380,12 @@ def test_the_stop_message_advises_on_the_stage_that_failed():
     """SFT's knob when SFT failed; the likelihood reward model when a score head failed, not when it already was one."""
     from rewardalign.demo.report import stop_message
 
-    cfg = demo_config(NANO)
+    cfg = demo_config(NANO | {"rm_kind": "bt"})
     after_sft = {"sft": {}}
     after_rm = after_sft | {"annotation": {"heldout_rm_gold_agreement": 0.5}}
     assert "--sft_steps" in stop_message(cfg, after_sft, ["x"]) and "--rm_kind" not in stop_message(cfg, after_sft, ["x"])
     assert "--rm_kind likelihood" in stop_message(cfg, after_rm, ["x"])
-    likelihood = stop_message(dataclasses.replace(cfg, rm_kind="likelihood"), after_rm, ["x"])
+    likelihood = stop_message(demo_config(NANO), after_rm, ["x"])  # the default kind
     assert "--rm_kind" not in likelihood and "--prompts" in likelihood and "--sft_steps" not in likelihood
 
 

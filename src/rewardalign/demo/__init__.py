@@ -21,9 +21,10 @@ folder under a key of its settings, so a rerun or the claims benchmark reuses wh
 4. **human preferences**: every pair of each group's responses labelled by a Bradley-Terry draw on the gold
    reward (``annotator.temperature``, ``annotator.flip_prob``): the "human" preference data
    (:func:`preference_pairs`);
-5. **reward model**: a Bradley-Terry reward model (a scalar head on the SFT model; ``rm_kind: likelihood``, the SFT
-   model's own beta / |y| * log pi(y|x)) trained on those pairs until its held-out pair accuracy stops improving,
-   at most ``rm_epochs`` epochs (:func:`train_reward_model_stage`);
+5. **reward model**: a Bradley-Terry reward model (``rm_kind: likelihood``, the default: the SFT model's own
+   beta / |y| * log pi(y|x), SimPO's reward; ``bt``: a scalar head on the SFT model, the papers') trained on those
+   pairs until its held-out pair accuracy stops improving, at most ``rm_epochs`` epochs
+   (:func:`train_reward_model_stage`);
 6. **annotation**: every response of the training and held-out groups scored by the reward model
    (:func:`annotate_groups`): ``rewards`` = the RM's r, ``scores`` = sigmoid(r) (``score_transform``:
    ``sigmoid``, or ``minmax`` over the observed range), ``labels`` = 1 where r is above its group's mean

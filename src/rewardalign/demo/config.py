@@ -112,8 +112,9 @@ class DemoConfig:
     # reward model
     rm_epochs: float = opt(3.0, "cap on reward-model epochs (it stops earlier when held-out accuracy stalls)")
     rm_batch_size: int = opt(32, "reward-model batch size (pairs)")
-    rm_kind: str = opt("bt", "reward model: bt (a score head on the SFT model) or likelihood (the SFT model's own "
-                             "beta / |y| * log pi(y|x), trained by Bradley-Terry: SimPO's reward)")
+    rm_kind: str = opt("likelihood", "reward model: likelihood (the SFT model's own beta / |y| * log pi(y|x), "
+                                     "trained by Bradley-Terry: SimPO's reward) or bt (a score head on the SFT "
+                                     "model, the papers' reward model: it fails the gate on keyword and reverse)")
     rm_learning_rate: float | None = opt(None, "reward-model learning rate (default: the kind's, RM_LEARNING_RATES)")
     rm_center_coefficient: float = opt(0.01, "reward-model centring weight (bt; a likelihood model is centred by "
                                        "its offset)")
