@@ -330,7 +330,7 @@ def test_a_likelihood_reward_model_annotates_with_the_sft_models_own_likelihood(
     np.testing.assert_allclose([r for g in groups for r in g.rewards],
                                build_source(str(rm)).score(prompts, responses), atol=1e-5)
     report = write_report(likelihood, world, [{"name": "sft", "eval": {"reward_mean": 0.5}}], {}, 1.0, "demo")
-    assert "likelihood reward model (the SFT model's own beta / |y| * log pi(y|x)" in report
+    assert "likelihood reward model (beta / |y| * log pi(y|x), SimPO's reward" in report
     assert "rewards = RM beta / |y| * log pi(y|x) - offset" in report
     back = build_world(cfg, log=lambda line: None)
     assert back.stats["reward_model"]["kind"] == "bt"

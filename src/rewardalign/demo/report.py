@@ -175,8 +175,8 @@ def write_stopped_report(cfg: DemoConfig, stats: dict[str, Any], failures: list[
 
 RM_KIND_TEXT = {
     "bt": ("Bradley-Terry head", "Bradley-Terry heads", "logit"),
-    "likelihood": ("likelihood reward model (the SFT model's own beta / |y| * log pi(y|x), SimPO's reward, trained "
-                   "by Bradley-Terry)", "likelihood reward models", "beta / |y| * log pi(y|x) - offset"),
+    "likelihood": ("likelihood reward model (beta / |y| * log pi(y|x), SimPO's reward, trained by Bradley-Terry)",
+                   "likelihood reward models", "beta / |y| * log pi(y|x) - offset"),
 }
 """Each ``rm_kind`` in words: one model, several, and what its reward is."""
 
