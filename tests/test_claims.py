@@ -314,3 +314,26 @@ def test_claims_by_temperature_replaces_only_the_gold_rewards():
     assert new["eval"] == {"reward_mean": 0.9, "reward_ci": None, "kl": 1.5, "chosen_logp_shift": 0.2}
     assert new["prompt_rewards"] == [[1.0, 0.8]]
     assert row["eval"]["reward_mean"] == 0.5 and row["prompt_rewards"] == [[0.5, 0.5]]  # the input is left as it was
+
+
+def test_demo_pairs_pairs_the_same_worlds_and_leaves_out_the_others():
+    """benchmarks/demo_pairs.py: per seed the difference of the two runs' gold rewards; a seed whose SFT differs
+    (another world) or that ranked nothing is named and left out."""
+    import demo_pairs
+
+    def result(sft: float, dro: float | None) -> dict:
+        rows = [{"name": "sft", "eval": {"reward_mean": sft}}]
+        return {"rows": rows + ([{"name": "dro", "eval": {"reward_mean": dro}}] if dro is not None else [])}
+
+    first = {"t seed 0": result(0.5, 0.8), "t seed 1": result(0.6, 0.7), "t seed 2": result(0.5, 0.9),
+             "t seed 3": result(0.5, 0.9)}
+    second = {"t seed 0": result(0.5, 0.6), "t seed 1": result(0.6, 0.8), "t seed 2": result(0.4, 0.1),
+              "t seed 3": {"rows": []}}
+    paired, left_out = demo_pairs.pair_results(first, second)
+    assert list(paired) == ["t"] and len(paired["t"]) == 2
+    assert [line.split(":")[0] for line in left_out] == ["t seed 2", "t seed 3"]
+    assert "not the same world" in left_out[0] and "ranked nothing in the second run" in left_out[1]
+    table = demo_pairs.task_table(paired["t"], ("a", "b"))
+    # differences +0.2 and -0.1: mean 0.05, sample std sqrt(0.045) = 0.212; a higher on one seed of two
+    assert table[0] == "SFT 0.550 ± 0.071 in both."
+    assert table[-1] == "| dro | 0.750 ± 0.071 | 0.700 ± 0.141 | 0.050 ± 0.212 | 1 of 2 |"
