@@ -14,7 +14,8 @@ matters, so an interrupted benchmark resumes). Tasks are built-in names or specs
 world whose SFT or reward model did not learn (the demo's quality gates) is left out and named in the output,
 unless ``--force``. Every run trains the demo's budget (``align_steps`` steps of ``align_batch_size`` groups).
 The reward model is the papers' score head (``rm_kind: bt``), not the demo's default likelihood reward model:
-the claims and their tuning were measured on it (``--stages --rm-kind likelihood`` builds the demo's worlds).
+the published claims and their tuning were measured on it (``--rm-kind likelihood`` builds and measures the demo's
+worlds instead; a work folder holds one kind at a time, so give each kind its own ``--work``).
 
 Tuning (``--tune``, on seeds 1000, ... of the same tasks, never measured): every method gets the same grid, the
 learning rates TUNE_LRS x its default β times BETA_MULTIPLIERS, and keeps the cell with the best held-out gold
@@ -226,11 +227,11 @@ def noisy_pairs(cfg: DemoConfig, world: World, log: Callable[[str], None]) -> di
     return out
 
 
-def _prepare_seed(seed: int, work: str, quick: bool, task: str, force: bool = False
+def _prepare_seed(seed: int, work: str, quick: bool, task: str, force: bool = False, rm_kind: str = "bt"
                   ) -> tuple[DemoConfig, World, list[list[float]], dict[str, Any]]:
     """The (task, seed) world, its noisy pairs and the SFT baseline, in a worker; raises StageDidNotLearn where a
     quality gate fails (unless ``force``)."""
-    cfg = seed_config(seed, Path(work), quick, task, force)
+    cfg = seed_config(seed, Path(work), quick, task, force, rm_kind)
     with torch_threads(cfg.threads):
         world = build_world(cfg, log=lambda _m: None)
         noise = noisy_pairs(cfg, world, lambda _m: None)
@@ -409,10 +410,12 @@ class _Inline(futures.Executor):
 
 
 def prepare_worlds(pool: futures.Executor, tasks: Sequence[str], seeds: Sequence[int], work: Path, quick: bool,
-                   force: bool, log: Callable[[str], None], start: float) -> tuple[dict, dict[tuple[str, int], str]]:
+                   force: bool, log: Callable[[str], None], start: float, rm_kind: str = "bt"
+                   ) -> tuple[dict, dict[tuple[str, int], str]]:
     """Every (task, seed) world, built in the pool: ({(task, seed): prepared}, {(task, seed): why it was left
     out}); a world whose SFT or reward model did not learn is left out unless ``force``."""
-    prepared = {(t, s): pool.submit(_prepare_seed, s, str(work), quick, t, force) for t in tasks for s in seeds}
+    prepared = {(t, s): pool.submit(_prepare_seed, s, str(work), quick, t, force, rm_kind) for t in tasks
+                for s in seeds}
     worlds, stopped = {}, {}
     for (t, s), f in prepared.items():
         try:
@@ -425,13 +428,13 @@ def prepare_worlds(pool: futures.Executor, tasks: Sequence[str], seeds: Sequence
 
 
 def run_claims(tasks: Sequence[str], seeds: Sequence[int], work: Path, quick: bool, workers: int,
-               tuned: dict[str, dict[str, Any]], force: bool = False, log: Callable[[str], None] = print
-               ) -> dict[str, Any]:
+               tuned: dict[str, dict[str, Any]], force: bool = False, log: Callable[[str], None] = print,
+               rm_kind: str = "bt") -> dict[str, Any]:
     """Every claim's runs on every (task, seed) world; ``by_task[task][seed][run name]`` is the run's row (the
     SFT policy's as ``sft``)."""
     start = time.perf_counter()
     with _pool(workers) as pool:
-        worlds, stopped = prepare_worlds(pool, tasks, seeds, work, quick, force, log, start)
+        worlds, stopped = prepare_worlds(pool, tasks, seeds, work, quick, force, log, start, rm_kind)
         pending = {}
         for (t, s), (cfg, world, baseline, _) in worlds.items():
             for job in seed_jobs(s, tuned):
@@ -453,13 +456,13 @@ def run_claims(tasks: Sequence[str], seeds: Sequence[int], work: Path, quick: bo
 
 
 def tune(tasks: Sequence[str], seeds: Sequence[int], work: Path, quick: bool, workers: int, force: bool = False,
-         log: Callable[[str], None] = print) -> dict[str, Any]:
+         log: Callable[[str], None] = print, rm_kind: str = "bt") -> dict[str, Any]:
     """The tuning grid (``tune_jobs``) on the tuning seeds of every task: for every row the (learning rate, β)
     with the best held-out gold reward, averaged over seeds and then over tasks (each task weighs the same); the
     measured claims use other seeds."""
     start = time.perf_counter()
     with _pool(workers) as pool:
-        worlds, stopped = prepare_worlds(pool, tasks, seeds, work, quick, force, log, start)
+        worlds, stopped = prepare_worlds(pool, tasks, seeds, work, quick, force, log, start, rm_kind)
         pending = {}
         for (t, s), (cfg, world, baseline, _) in worlds.items():
             for row, lr, beta, job in tune_jobs(s):
@@ -550,8 +553,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default=None,
                         help="the tuned settings the claims run with (default: <work>/tune.json, from --tune)")
     parser.add_argument("--rm-kind", default="bt", choices=tuple(RM_LEARNING_RATES),
-                        help="with --stages: the worlds' rm_kind (default bt, the papers' score head, which the "
-                             "claims and their tuning run on; the demo's default is likelihood)")
+                        help="the worlds' reward model (default bt, the papers' score head, which the published "
+                             "claims and their tuning ran on; the demo's default is likelihood)")
     parser.add_argument("--stages", action="store_true",
                         help="only build the worlds (data, SFT, reward model) and tabulate whether they learned")
     parser.add_argument("--tune-seeds", default="1", type=lambda text: seed_list(text, 1000),
@@ -566,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     setup = (f"{'quick' if args.quick else 'default'} sizes ({json.dumps(QUICK) if args.quick else 'the demo defaults'}"
              f"), {args.workers} worker process(es) × 1 torch thread, {platform.processor() or platform.machine()}, "
-             f"{os.cpu_count()} CPU cores")
+             f"{os.cpu_count()} CPU cores, reward model {args.rm_kind}")
     if args.stages:
         seeds = args.seeds
         start = time.perf_counter()
@@ -579,11 +582,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.tune:
         seeds = args.tune_seeds
-        result = tune(tasks, seeds, work, args.quick, args.workers, args.force)
+        result = tune(tasks, seeds, work, args.quick, args.workers, args.force, rm_kind=args.rm_kind)
         text = (f"`{command.strip()}` (seeds {seeds}; {setup}; {result['seconds']:.0f} s)\n\n{result['table']}\n"
                 + "".join(f"\n- left out, a stage did not learn: {w}: {why}" for w, why in result["stopped"].items()))
         write_text(out / "tune.md", text)
-        write_json(out / "tune.json", result | {"command": command.strip(), "seeds": seeds, "tasks": tasks})
+        write_json(out / "tune.json", result | {"command": command.strip(), "seeds": seeds, "tasks": tasks,
+                                                "rm_kind": args.rm_kind})
         print("\n" + text)
         return 0
     seeds = args.seeds
@@ -593,7 +597,10 @@ def main(argv: list[str] | None = None) -> int:
     tuning = json.loads(settings.read_text())
     if set(tuning.get("seeds", [])) & set(seeds):
         raise SystemExit(f"the measured seeds {seeds} overlap the tuning seeds {tuning['seeds']} of {settings}")
-    result = run_claims(tasks, seeds, work, args.quick, args.workers, tuning["best"], args.force)
+    if tuning.get("rm_kind", "bt") != args.rm_kind:
+        raise SystemExit(f"{settings} was tuned with --rm-kind {tuning.get('rm_kind', 'bt')}, not {args.rm_kind}")
+    result = run_claims(tasks, seeds, work, args.quick, args.workers, tuning["best"], args.force,
+                        rm_kind=args.rm_kind)
     write_json(out / "claims.json", {"command": command.strip(), "settings": tuning["best"], **result})
     text = report(result, tuning, tasks, seeds, f"`{command.strip()}`: {setup}; wall time {result['seconds']:.0f} s "
                   f"(runs already in {work} are reused)", out)

@@ -180,6 +180,21 @@ def test_demo_seeds_section_keeps_failed_seeds_out_unless_forced():
     assert any(line.startswith("| dpo | 0.500 ± 0.141 |") for line in "\n".join(md).splitlines())
 
 
+def test_claims_refuse_settings_tuned_on_another_reward_model(tmp_path):
+    """Settings tuned on score-head worlds do not measure likelihood worlds, nor the other way (a tune.json from
+    before --rm-kind is the score head's)."""
+    import json
+
+    settings = tmp_path / "tune.json"
+    settings.write_text(json.dumps({"best": {}, "seeds": [1000]}))
+    args = ["--tasks", "arithmetic", "--seeds", "0,", "--work", str(tmp_path), "--settings", str(settings)]
+    with pytest.raises(SystemExit, match="tuned with --rm-kind bt, not likelihood"):
+        claims.main(args + ["--rm-kind", "likelihood"])
+    settings.write_text(json.dumps({"best": {}, "seeds": [1000], "rm_kind": "likelihood"}))
+    with pytest.raises(SystemExit, match="tuned with --rm-kind likelihood, not bt"):
+        claims.main(args)
+
+
 def test_tune_picks_the_best_cell_averaged_over_tasks(monkeypatch, tmp_path):
     def fake_worlds(pool, tasks, seeds, *args):
         return {(t, s): (None, None, None, None) for t in tasks for s in seeds}, {}
