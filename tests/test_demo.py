@@ -295,6 +295,7 @@ def test_an_ensemble_reward_model_annotates_with_its_members_mean(tmp_path):
     sft_row = {"name": "sft", "eval": {"reward_mean": 0.5}}
     report = write_report(dataclasses.replace(cfg, rm_members=2), world, [sft_row], {}, 1.0, "demo")
     assert "an ensemble of 2 Bradley-Terry heads (seeds 0-1)" in report and "the members' mean RM logit" in report
+    assert "not tuned for it" not in report
     back = build_world(cfg, log=lines.append)  # one model again: no member of the ensemble is left to annotate
     assert back.stats["reward_model"]["kind"] == "bt" and not list(rm.glob("member_*"))
     assert not (rm / "ensemble.json").exists()
@@ -332,6 +333,7 @@ def test_a_likelihood_reward_model_annotates_with_the_sft_models_own_likelihood(
     report = write_report(likelihood, world, [{"name": "sft", "eval": {"reward_mean": 0.5}}], {}, 1.0, "demo")
     assert "likelihood reward model (beta / |y| * log pi(y|x), SimPO's reward" in report
     assert "rewards = RM beta / |y| * log pi(y|x) - offset" in report
+    assert "their rows are not tuned for it" in report  # the settings were tuned on score-head worlds
     back = build_world(cfg, log=lambda line: None)
     assert back.stats["reward_model"]["kind"] == "bt"
     assert json.loads((rm / "config.json").read_text())["architectures"] == ["LlamaForSequenceClassification"]

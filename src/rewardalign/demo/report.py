@@ -238,8 +238,12 @@ def write_report(cfg: DemoConfig, world: World, rows: list[dict[str, Any]], plot
         f"as `rewardalign.demo.config.METHODS` sets them (the table's columns), never tuned on this seed: for "
         f"every method the best of one grid, learning rate {{3e-5, 1e-4, 3e-4}} × (its paper's β × {{1/3, 1, "
         f"3}}), by held-out gold reward on the tuning seed 1000 of arithmetic, sort and count at the `--quick` "
-        f"sizes (`python benchmarks/claims.py --tune`); for runs nearer 200 steps than 40, the learning rate tuned "
-        f"again at 200 (`FULL_BUDGET_LEARNING_RATES`, `python benchmarks/tune_budget.py`).",
+        f"sizes (`python benchmarks/claims.py --tune`), on worlds whose reward model was a score head (bt); for "
+        f"runs nearer 200 steps than 40, the learning rate tuned again at 200 (`FULL_BUDGET_LEARNING_RATES`, "
+        f"`python benchmarks/tune_budget.py`)." + ("" if cfg.rm_kind == "bt" else
+                                                   " With a likelihood reward model DRO, DRDO, UNA-score, UNA-binary, "
+                                                   "DPO and KTO do best at other settings on that seed "
+                                                   "(docs/demo/tune_likelihood.md): their rows are not tuned for it."),
         f"- **Evaluation**: {len(world.eval_prompts)} prompts × {cfg.eval_samples} samples (temperature "
         f"{cfg.eval_temperature}, the same sampling seed for every policy); "
         f"{s['data'].get('eval_prompts_seen_in_training', 0)} of these prompts occur in the SFT or preference "
