@@ -151,9 +151,9 @@ def stop_message(cfg: DemoConfig, stats: dict[str, Any], failures: list[str]) ->
     if "annotation" not in stats:
         advice = "Give SFT more steps (--sft_steps)"
     elif cfg.rm_kind == "bt":
-        advice = ("Start the reward model from the SFT model's own likelihood (--rm_kind likelihood: on keyword and "
-                  "reverse it ordered 0.84-1.00 of the held-out pairs as the gold reward does where a score head "
-                  "ordered 0.57-0.66), or give it more pairs (--prompts) or members (--rm_members)")
+        advice = ("Start the reward model from the SFT model's own likelihood (--rm_kind likelihood, the default: on "
+                  "keyword and reverse it ordered 0.84-1.00 of the held-out pairs as the gold reward does where a "
+                  "score head ordered 0.57-0.66), or give it more pairs (--prompts) or members (--rm_members)")
     else:
         advice = "Give the reward model more pairs (--prompts) or members (--rm_members)"
     return ("The demo stopped: " + "; ".join(failures) + ". The methods are not ranked: a comparison of alignment "
