@@ -35,12 +35,13 @@ OTHERS = {"rpo": {}, "rpo beta 0.3": {"beta": 0.3}}
 defaults and at the beta the claims' tuning picked."""
 
 
-def one(task: str, seed: int, work: str, quick: bool, variant: str, lr: float, steps: int) -> dict[str, Any]:
+def one(task: str, seed: int, work: str, quick: bool, variant: str, lr: float, steps: int,
+        rm_kind: str) -> dict[str, Any]:
     method = "rpo" if variant in OTHERS else "dro"
     args = OTHERS[variant] if variant in OTHERS else VARIANTS[variant]
     spec = dataclasses.replace(METHODS[method], learning_rate=lr, objective_args=dict(args))
     name = f"offset_{variant.replace(' ', '_')}@lr{lr:g}_steps{steps}"
-    return budget_runs.run_at_steps(task, seed, work, quick, spec, name, steps)
+    return budget_runs.run_at_steps(task, seed, work, quick, spec, name, steps, rm_kind)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     lrs = args.lrs
     cells = [(t, s, v, lr) for t in tasks for s in seeds for v in [*VARIANTS, *OTHERS] for lr in lrs]
     with claims._pool(args.workers) as pool:
-        pending = {c: pool.submit(one, c[0], c[1], args.work, args.quick, c[2], c[3], args.steps) for c in cells}
+        pending = {c: pool.submit(one, c[0], c[1], args.work, args.quick, c[2], c[3], args.steps, args.rm_kind)
+                   for c in cells}
         done = {c: f.result() for c, f in pending.items()}
     lines = [f"`python benchmarks/dro_offset.py {' '.join(argv if argv is not None else sys.argv[1:])}`: DRO at "
              f"beta 0.1, {args.steps} steps x 8 groups, seeds {seeds}", "",

@@ -352,3 +352,23 @@ def test_demo_pairs_pairs_the_same_worlds_and_leaves_out_the_others():
     # differences +0.2 and -0.1: mean 0.05, sample std sqrt(0.045) = 0.212; a higher on one seed of two
     assert table[0] == "SFT 0.550 ± 0.071 in both."
     assert table[-1] == "| dro | 0.750 ± 0.071 | 0.700 ± 0.141 | 0.050 ± 0.212 | 1 of 2 |"
+
+
+def test_tune_budget_takes_the_betas_of_a_tuning_of_the_same_reward_model(tmp_path):
+    """--settings: each method's beta from a claims tune.json (the others keep METHODS'), refused when it was tuned
+    on the other reward model or is not a tune.json."""
+    import json
+
+    import tune_budget
+
+    settings = tmp_path / "tune.json"
+    settings.write_text(json.dumps({"best": {"dpo": {"learning_rate": 3e-5, "beta": 0.9}}, "rm_kind": "likelihood"}))
+    specs = tune_budget.tuned_specs(settings, "likelihood")
+    assert specs["dpo"].objective_args["beta"] == 0.9 and specs["dpo"].learning_rate == METHODS["dpo"].learning_rate
+    assert specs["dro"] == METHODS["dro"] and tune_budget.tuned_specs(None, "bt") is METHODS
+    assert tune_budget.beta(specs["dpo"], 1 / 3) == 0.3
+    with pytest.raises(SystemExit, match="tuned with --rm-kind likelihood, not bt"):
+        tune_budget.tuned_specs(settings, "bt")
+    settings.write_text("{}")
+    with pytest.raises(SystemExit, match="not a tune.json"):
+        tune_budget.tuned_specs(settings, "likelihood")
