@@ -38,13 +38,13 @@ def parser(description: str, lrs: str, lrs_help: str) -> argparse.ArgumentParser
     p.add_argument("--quick", action="store_true", help="the worlds of the --quick sizes")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--work", default="runs/claims", help="the claims benchmark's work folder")
-    p.add_argument("--rm-kind", default="bt", choices=tuple(RM_LEARNING_RATES),
+    p.add_argument("--rm-kind", default=claims.RM_KIND, choices=tuple(RM_LEARNING_RATES),
                    help="the worlds' reward model (default bt, as claims.py)")
     return p
 
 
 def run_at_steps(task: str, seed: int, work: str, quick: bool, spec: MethodSpec, name: str,
-                 steps: int, rm_kind: str = "bt") -> dict[str, Any]:
+                 steps: int, rm_kind: str = claims.RM_KIND) -> dict[str, Any]:
     """One method (``spec``) on the (task, seed) world for ``steps`` alignment steps: its evaluation."""
     cfg, world, baseline, _ = claims._prepare_seed(seed, work, quick, task, rm_kind=rm_kind)
     cfg = dataclasses.replace(cfg, align_steps=steps)

@@ -87,6 +87,9 @@ TUNED = (*SWEEP, "una_binary_bce", "drdo", *BASELINES)
 """The methods tuned on the same grid: those the claims measure and :data:`BASELINES`; the noisy-pair rows are
 added to them."""
 NOISE = 0.3
+RM_KIND = "bt"
+"""The worlds' reward model unless ``--rm-kind`` says otherwise: the papers' score head, which the published claims
+and their tuning ran on."""
 TUNE_LRS = (3e-5, 1e-4, 3e-4)
 """The learning rates of the tuning grid (the best of a wider grid was always among these, --tune of earlier
 versions)."""
@@ -194,7 +197,7 @@ def task_folder(task: str) -> str:
 
 
 def seed_config(seed: int, work: Path, quick: bool, task: str, force: bool = False,
-                rm_kind: str = "bt") -> DemoConfig:
+                rm_kind: str = RM_KIND) -> DemoConfig:
     return demo_config({"seed": seed, "output": str(work / task_folder(task) / f"seed{seed}"), "quick": quick,
                         "task": task, "verbose": False, "plots": False, "force": force, "rm_kind": rm_kind})
 
@@ -227,8 +230,8 @@ def noisy_pairs(cfg: DemoConfig, world: World, log: Callable[[str], None]) -> di
     return out
 
 
-def _prepare_seed(seed: int, work: str, quick: bool, task: str, force: bool = False, rm_kind: str = "bt"
-                  ) -> tuple[DemoConfig, World, list[list[float]], dict[str, Any]]:
+def _prepare_seed(seed: int, work: str, quick: bool, task: str, force: bool = False,
+                  rm_kind: str = RM_KIND) -> tuple[DemoConfig, World, list[list[float]], dict[str, Any]]:
     """The (task, seed) world, its noisy pairs and the SFT baseline, in a worker; raises StageDidNotLearn where a
     quality gate fails (unless ``force``)."""
     cfg = seed_config(seed, Path(work), quick, task, force, rm_kind)
@@ -410,7 +413,7 @@ class _Inline(futures.Executor):
 
 
 def prepare_worlds(pool: futures.Executor, tasks: Sequence[str], seeds: Sequence[int], work: Path, quick: bool,
-                   force: bool, log: Callable[[str], None], start: float, rm_kind: str = "bt"
+                   force: bool, log: Callable[[str], None], start: float, rm_kind: str = RM_KIND
                    ) -> tuple[dict, dict[tuple[str, int], str]]:
     """Every (task, seed) world, built in the pool: ({(task, seed): prepared}, {(task, seed): why it was left
     out}); a world whose SFT or reward model did not learn is left out unless ``force``."""
@@ -429,7 +432,7 @@ def prepare_worlds(pool: futures.Executor, tasks: Sequence[str], seeds: Sequence
 
 def run_claims(tasks: Sequence[str], seeds: Sequence[int], work: Path, quick: bool, workers: int,
                tuned: dict[str, dict[str, Any]], force: bool = False, log: Callable[[str], None] = print,
-               rm_kind: str = "bt") -> dict[str, Any]:
+               rm_kind: str = RM_KIND) -> dict[str, Any]:
     """Every claim's runs on every (task, seed) world; ``by_task[task][seed][run name]`` is the run's row (the
     SFT policy's as ``sft``)."""
     start = time.perf_counter()
@@ -456,7 +459,7 @@ def run_claims(tasks: Sequence[str], seeds: Sequence[int], work: Path, quick: bo
 
 
 def tune(tasks: Sequence[str], seeds: Sequence[int], work: Path, quick: bool, workers: int, force: bool = False,
-         log: Callable[[str], None] = print, rm_kind: str = "bt") -> dict[str, Any]:
+         log: Callable[[str], None] = print, rm_kind: str = RM_KIND) -> dict[str, Any]:
     """The tuning grid (``tune_jobs``) on the tuning seeds of every task: for every row the (learning rate, β)
     with the best held-out gold reward, averaged over seeds and then over tasks (each task weighs the same); the
     measured claims use other seeds."""
@@ -502,6 +505,22 @@ def tune(tasks: Sequence[str], seeds: Sequence[int], work: Path, quick: bool, wo
     return {"best": best, "table": "\n".join(lines), "grid": grid,
             "stopped": {f"{t} seed {s}": why for (t, s), why in stopped.items()},
             "seconds": round(time.perf_counter() - start, 1)}
+
+
+def load_tuning(settings: Path, rm_kind: str) -> dict[str, Any]:
+    """The ``tune.json`` of ``--tune`` at ``settings``; one line (SystemExit) when it is missing, not a tune.json,
+    or tuned on worlds of another reward model than ``rm_kind`` (a file from before ``--rm-kind`` is bt's)."""
+    if not settings.is_file():
+        raise SystemExit(f"{settings}: no tuned settings; run `python benchmarks/claims.py --tune` first")
+    try:
+        tuning = json.loads(settings.read_text())
+    except ValueError as err:
+        raise SystemExit(f"{settings}: not a tune.json of claims.py --tune ({err})") from None
+    if not isinstance(tuning, dict) or not isinstance(tuning.get("best"), dict):
+        raise SystemExit(f"{settings}: not a tune.json of claims.py --tune (no 'best' settings)")
+    if tuning.get("rm_kind", RM_KIND) != rm_kind:
+        raise SystemExit(f"{settings} was tuned with --rm-kind {tuning.get('rm_kind', RM_KIND)}, not {rm_kind}")
+    return tuning
 
 
 def seed_list(text: str, first: int) -> list[int]:
@@ -552,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune", action="store_true", help="run the tuning grid (writes tune.json) instead")
     parser.add_argument("--settings", default=None,
                         help="the tuned settings the claims run with (default: <work>/tune.json, from --tune)")
-    parser.add_argument("--rm-kind", default="bt", choices=tuple(RM_LEARNING_RATES),
+    parser.add_argument("--rm-kind", default=RM_KIND, choices=tuple(RM_LEARNING_RATES),
                         help="the worlds' reward model (default bt, the papers' score head, which the published "
                              "claims and their tuning ran on; the demo's default is likelihood)")
     parser.add_argument("--stages", action="store_true",
@@ -592,13 +611,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     seeds = args.seeds
     settings = Path(args.settings) if args.settings else work / "tune.json"
-    if not settings.is_file():
-        raise SystemExit(f"{settings}: no tuned settings; run `python benchmarks/claims.py --tune` first")
-    tuning = json.loads(settings.read_text())
+    tuning = load_tuning(settings, args.rm_kind)
     if set(tuning.get("seeds", [])) & set(seeds):
         raise SystemExit(f"the measured seeds {seeds} overlap the tuning seeds {tuning['seeds']} of {settings}")
-    if tuning.get("rm_kind", "bt") != args.rm_kind:
-        raise SystemExit(f"{settings} was tuned with --rm-kind {tuning.get('rm_kind', 'bt')}, not {args.rm_kind}")
     result = run_claims(tasks, seeds, work, args.quick, args.workers, tuning["best"], args.force,
                         rm_kind=args.rm_kind)
     write_json(out / "claims.json", {"command": command.strip(), "settings": tuning["best"], **result})

@@ -19,7 +19,6 @@ method's tuned beta is that grid's instead of ``METHODS``'.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,14 +35,7 @@ def tuned_specs(settings: Path | None, rm_kind: str) -> dict[str, MethodSpec]:
     from that grid."""
     if settings is None:
         return METHODS
-    try:
-        tuning = json.loads(settings.read_text())
-        best = tuning["best"]
-    except (OSError, ValueError, KeyError) as err:
-        raise SystemExit(f"--settings {settings}: not a tune.json of claims.py --tune ({err})") from None
-    if tuning.get("rm_kind", "bt") != rm_kind:
-        raise SystemExit(f"--settings {settings} was tuned with --rm-kind {tuning.get('rm_kind', 'bt')}, "
-                         f"not {rm_kind}")
+    best = claims.load_tuning(settings, rm_kind)["best"]
     return {m: dataclasses.replace(spec, objective_args={**spec.objective_args, "beta": best[m]["beta"]})
             if m in best else spec for m, spec in METHODS.items()}
 
