@@ -14,8 +14,6 @@ whose gates failed they show whether an objective drifts (KL, samples without EO
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as futures
-import multiprocessing
 import os
 import platform
 import shlex
@@ -24,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from claims import check_tasks, mean_std, seed_list, task_folder
+from claims import _pool, check_tasks, mean_std, seed_list, task_folder
 
 from rewardalign.demo.config import RM_LEARNING_RATES, DemoConfig
 from rewardalign.demo.pipeline import run_demo
@@ -99,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     check_tasks(tasks)
     seeds = args.seeds
     start = time.perf_counter()
-    ctx = multiprocessing.get_context("spawn")
-    with futures.ProcessPoolExecutor(max(1, args.workers), mp_context=ctx) as pool:
-        pending = {(t, s): pool.submit(one, t, s, args.work, args.quick, args.force, args.rm_kind) for t in tasks for s in seeds}
+    with _pool(args.workers) as pool:  # its workers exit with the benchmark when it is killed
+        pending = {(t, s): pool.submit(one, t, s, args.work, args.quick, args.force, args.rm_kind)
+                   for t in tasks for s in seeds}
         done = {key: f.result() for key, f in pending.items()}
     command = "python benchmarks/demo_seeds.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None
                                                                                        else sys.argv[1:]))
